@@ -1,0 +1,157 @@
+"""``--space KEY=V1,V2,...`` parsing, typed by the recipe's spec; no Ray here.
+
+A key is a recipe alias (``memories``) or a dotted path into the spec
+(``model.memory.num_memories``). Values are parsed by the field's type (int, float, bool,
+enum, optional) and every grid point is validated by the spec before any trial starts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from memkit.spec import Spec, SpecError
+
+
+class SpaceError(ValueError):
+    """A user's --space is wrong; the message is one line naming the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Field_:
+    path: str
+    annotation: Any
+    default: Any
+
+
+def leaf_fields(spec_cls: type[BaseModel], prefix: str = "") -> dict[str, Field_]:
+    """Every settable leaf of a spec: dotted path -> field info (nested specs are walked)."""
+    out = {}
+    for name, info in spec_cls.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out.update(leaf_fields(ann, f"{prefix}{name}."))
+        else:
+            default = info.get_default(call_default_factory=True)
+            out[f"{prefix}{name}"] = Field_(f"{prefix}{name}", ann, default)
+    return out
+
+
+def type_name(ann: Any) -> str:
+    origin = typing.get_origin(ann)
+    if origin is Literal:
+        return "|".join(str(a) for a in typing.get_args(ann))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(type_name(a) for a in typing.get_args(ann))
+    return "none" if ann is type(None) else getattr(ann, "__name__", str(ann))
+
+
+def parse_value(text: str, ann: Any, key: str) -> Any:
+    """Parse one value by the field's annotation; SpaceError names the key and what is allowed."""
+    text = text.strip()
+    origin = typing.get_origin(ann)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(ann)
+        if type(None) in args and text.lower() in ("none", "null"):
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return parse_value(text, a, key)
+            except SpaceError as e:
+                errors.append(str(e))
+        raise SpaceError(f"{key}: {text!r} is not a {type_name(ann)}")
+    if origin is Literal:
+        choices = typing.get_args(ann)
+        for c in choices:
+            if str(c) == text:
+                return c
+        raise SpaceError(f"{key}: {text!r} is not allowed; choose from {', '.join(map(str, choices))}")
+    if ann is bool:
+        low = text.lower()
+        if low in ("true", "1", "yes", "on"):
+            return True
+        if low in ("false", "0", "no", "off"):
+            return False
+        raise SpaceError(f"{key}: {text!r} is not a bool (true/false)")
+    if ann is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise SpaceError(f"{key}: {text!r} is not an integer") from None
+    if ann is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise SpaceError(f"{key}: {text!r} is not a number") from None
+    if ann is str:
+        return text
+    raise SpaceError(f"{key}: fields of type {type_name(ann)} cannot be set from the command line")
+
+
+def resolve_key(key: str, fields: dict[str, Field_], aliases: dict[str, str]) -> str:
+    if key in aliases:
+        return aliases[key]
+    if key in fields:
+        return key
+    known = sorted(aliases) + ["<dotted path, see --list-keys>"]
+    raise SpaceError(f"unknown --space key {key!r}; allowed: {', '.join(known)}")
+
+
+def parse_space(items: list[str], spec_cls: type[Spec], aliases: dict[str, str]) -> list[tuple[str, str, list]]:
+    """['memories=1,4,8', ...] -> [(key as typed, dotted path, [typed values]), ...]."""
+    fields = leaf_fields(spec_cls)
+    out, seen = [], set()
+    for item in items:
+        if "=" not in item:
+            raise SpaceError(f"--space {item!r}: expected KEY=V1,V2,... (e.g. memories=1,4,8)")
+        key, _, raw = item.partition("=")
+        key = key.strip()
+        path = resolve_key(key, fields, aliases)
+        if path in seen:
+            raise SpaceError(f"--space {key}: given twice; put all its values in one flag")
+        seen.add(path)
+        parts = [p for p in raw.split(",")]
+        if not raw.strip() or any(not p.strip() for p in parts):
+            raise SpaceError(f"--space {key}: empty value in {raw!r}; expected V1,V2,...")
+        values = [parse_value(p, fields[path].annotation, key) for p in parts]
+        if len(set(map(repr, values))) != len(values):
+            raise SpaceError(f"--space {key}: repeated value in {raw!r}")
+        out.append((key, path, values))
+    return out
+
+
+def set_path(data: dict, path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for p in parents:
+        data = data.setdefault(p, {})
+    data[leaf] = value
+
+
+def apply_overrides(base: Spec, overrides: dict[str, Any]) -> Spec:
+    """A new spec: ``base`` with dotted-path ``overrides``, validated as a whole."""
+    data = base.model_dump()
+    for path, value in overrides.items():
+        set_path(data, path, value)
+    return type(base).create(**data)
+
+
+def grid_points(base: Spec, space: list[tuple[str, str, list]]) -> list[dict[str, Any]]:
+    """Cross product of the space as [{dotted path: value}], each validated against the spec."""
+    paths = [p for _, p, _ in space]
+    points = [dict(zip(paths, combo)) for combo in itertools.product(*[v for _, _, v in space])]
+    keys = {p: k for k, p, _ in space}
+    for point in points:
+        try:
+            apply_overrides(base, point)
+        except SpecError as e:
+            shown = ",".join(f"{keys[p]}={v}" for p, v in point.items())
+            raise SpaceError(f"grid point {shown} is not a valid spec: {e}") from None
+    return points or [{}]

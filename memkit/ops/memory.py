@@ -1,0 +1,71 @@
+"""Batched compressive-memory read and write: pure tensor functions.
+
+Axes legend: B batch, N memories, H heads, T tokens, S segments, L segment length, d head dim.
+Memory tensors always carry the N axis here: M [B,N,H,d,d], z [B,N,H,d].
+The per-token loops in ``naive.py`` are the reference these are tested against.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from memkit.ops.naive import feature
+
+__all__ = ["feature", "read_memories", "segment_write", "causal_softmax", "causal_linear"]
+
+
+def read_memories(M: torch.Tensor, z: torch.Tensor, q: torch.Tensor, eps: float) -> torch.Tensor:
+    """σ(q) M_n / (σ(q)·z_n + ε) for every memory n. q [B,H,T,d] -> [B,N,H,T,d]."""
+    sq = feature(q)
+    num = torch.einsum("bhtd,bnhde->bnhte", sq, M)
+    den = torch.einsum("bhtd,bnhd->bnht", sq, z).unsqueeze(-1) + eps
+    return num / den
+
+
+def segment_write(
+    M: torch.Tensor,
+    z: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    target: torch.Tensor,
+    eps: float,
+    update: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Write one segment's keys/values into memory ``target`` of each row.
+
+    M [B,N,H,d,d], z [B,N,H,d]; k, v [B,H,T,d]; target: LongTensor [B] of memory indices.
+    Returns the new (M, z); the inputs are not modified (autograd-safe).
+    """
+    sk = feature(k)
+    onehot = F.one_hot(target, M.shape[1]).to(M.dtype)  # [B,N]
+    if update == "delta":
+        # Retrieve what the target memory already returns for these keys (pre-segment state).
+        M_t = torch.einsum("bn,bnhde->bhde", onehot, M)
+        z_t = torch.einsum("bn,bnhd->bhd", onehot, z)
+        retrieved = torch.einsum("bhtd,bhde->bhte", sk, M_t) / (
+            torch.einsum("bhtd,bhd->bht", sk, z_t).unsqueeze(-1) + eps
+        )
+        v = v - retrieved
+    dM = torch.einsum("bhtd,bhte->bhde", sk, v)
+    dz = sk.sum(2)
+    M = M + onehot[:, :, None, None, None] * dM[:, None]
+    z = z + onehot[:, :, None, None] * dz[:, None]
+    return M, z
+
+
+def causal_softmax(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal softmax attention over the last-but-one axis. [..., L, d] -> [..., L, d]."""
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+def causal_linear(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float) -> torch.Tensor:
+    """Causal linear attention σ(q_t)Σ_{s≤t}σ(k_s)ᵀv_s / (σ(q_t)Σσ(k_s) + ε). [..., L, d] -> [..., L, d].
+
+    The reports' local branch. Quadratic form (mask then matmul): segments are short.
+    """
+    sq, sk = feature(q), feature(k)
+    L = q.shape[-2]
+    scores = sq @ sk.transpose(-1, -2)
+    scores = scores * torch.ones(L, L, dtype=torch.bool, device=q.device).tril()
+    return (scores @ v) / (scores.sum(-1, keepdim=True) + eps)

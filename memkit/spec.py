@@ -1,0 +1,49 @@
+"""Base class for specs: the one place a block's settings live.
+
+A spec is a frozen pydantic model that validates its fields and builds its block from
+flat keyword arguments (the block itself never sees pydantic). Overrides re-validate
+through ``Spec.with_overrides`` instead of ``model_copy(update=...)``, which skips
+validation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class SpecError(ValueError):
+    """A spec value a user gave is not allowed. The message names the field."""
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    @classmethod
+    def create(cls, **fields: Any):
+        """Validate ``fields`` and return the spec, raising ``SpecError`` with a one-line message."""
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as err:
+            raise SpecError(describe_validation_error(err, cls.__name__)) from None
+
+    def with_overrides(self, **fields: Any):
+        """A copy with ``fields`` replaced, validated again (nested specs accept dicts)."""
+        data = self.model_dump()
+        data.update(fields)
+        return type(self).create(**data)
+
+
+def describe_validation_error(err: ValidationError, owner: str = "") -> str:
+    """One line per problem: ``field: what is wrong (got value)``."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or owner
+        msg = e["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        got = e.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{loc}: {msg}{shown}")
+    return "; ".join(lines)

@@ -1,0 +1,62 @@
+"""The grid command as a user runs it: bad input exits 2 with one line; a small grid end to end."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def grid(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "ablations.grid", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--space", "colour=red"], ["unknown --space key", "memories"]),
+        (["--space", "memories=four"], ["memories", "integer"]),
+        (["--space", "memories=0"], ["num_memories", "greater than or equal to 1"]),
+        (["--space", "update=sideways"], ["update", "linear, delta"]),
+        (["--recipe", "nope"], ["unknown --recipe", "infini_pythia"]),
+        (["--preset", "huge"], ["unknown --preset", "tiny"]),
+        (["--bogus"], ["unrecognized arguments"]),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, words):
+    res = grid(*args, timeout=120)
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and all(w in lines[0] for w in words), res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_list_keys_shows_aliases_types_and_defaults():
+    res = grid("--list-keys", timeout=120)
+    assert res.returncode == 0
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("memories "))
+    assert "model.memory.num_memories" in line and "int" in line
+
+
+@pytest.mark.slow
+def test_two_point_grid_end_to_end(tmp_path):
+    res = grid("--space", "memories=1,2", "--space", "epochs=1", "--space", "samples=64", "--results", str(tmp_path),
+               "--no-dashboard")
+    assert res.returncode == 0, res.stdout + res.stderr
+    [out] = list(tmp_path.iterdir())
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert sorted(int(r["memories"]) for r in rows) == [1, 2]
+    assert all(r["status"] == "ok" and 0 <= float(r["recall_acc"]) <= 1 for r in rows)
+    from recipes.infini_pythia import tiny
+
+    m = tiny().model
+    H, d = m.num_heads, m.hidden_size // m.num_heads
+    assert {int(r["memory_bytes"]) for r in rows} == {n * H * (d * d + d) * 4 for n in (1, 2)}
+    assert json.loads((out / "results.json").read_text())[0]["status"] == "ok"
+    assert len((out / "trials.jsonl").read_text().splitlines()) == 2
+    assert "recall_acc" in res.stdout and "memories" in res.stdout  # the printed table

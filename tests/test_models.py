@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+from memkit import SpecError
+from memkit.models import MemoryLMSpec
+
+PYTHIA_70M_PARAMS = 70_426_624  # published count of EleutherAI/pythia-70m
+
+
+def small(**kw):
+    base = dict(vocab_size=40, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
+                max_position_embeddings=64, memory=dict(segment_len=4))
+    base.update(kw)
+    return MemoryLMSpec.create(**base)
+
+
+def test_pythia70m_shape_parameter_count():
+    plain = MemoryLMSpec(memory_layer=None).build()
+    assert plain.num_parameters() == PYTHIA_70M_PARAMS
+    mem = MemoryLMSpec().build()
+    # the memory layer keeps NeoX attention's projections and adds one gate logit per head
+    assert mem.num_parameters() == PYTHIA_70M_PARAMS + 8
+    assert mem.memory_nbytes() == 133_120
+    assert MemoryLMSpec(memory={"num_memories": 4}).build().memory_nbytes() == 532_480
+
+
+@pytest.mark.parametrize("window", ["segment", "full"])
+def test_causal_and_streaming_at_model_level(window):
+    torch.manual_seed(0)
+    model = small(local_window=window).build().double().eval()
+    x = torch.randint(0, 40, (2, 16))
+    logits, state = model(x)
+    assert logits.shape == (2, 16, 40) and state.memory.writes == 4
+    x2 = x.clone()
+    x2[:, 9:] = (x2[:, 9:] + 1) % 40
+    torch.testing.assert_close(model(x2)[0][:, :9], logits[:, :9])
+    if window == "segment":
+        l1, s1 = model(x[:, :8])
+        l2, _ = model(x[:, 8:], s1)
+        torch.testing.assert_close(torch.cat((l1, l2), 1), logits)
+
+
+def test_segment_window_hides_earlier_segments_from_plain_layers():
+    # Gate shut: in 'segment' mode nothing reaches segment 2 from segment 0; in 'full' mode it does.
+    torch.manual_seed(0)
+    for window, reaches in [("segment", False), ("full", True)]:
+        model = small(local_window=window).build().double().eval()
+        with torch.no_grad():
+            model.memory.gate_logit.fill_(-1e4)
+        x = torch.randint(0, 40, (1, 12))
+        x2 = x.clone()
+        x2[:, :4] = (x2[:, :4] + 7) % 40
+        same = torch.allclose(model(x)[0][:, 8:], model(x2)[0][:, 8:])
+        assert same != reaches, window
+
+
+def test_segment_mode_needs_whole_segments():
+    model = small(local_window="segment").build()
+    with pytest.raises(ValueError, match="multiple of segment_len"):
+        model(torch.randint(0, 40, (1, 6)))
+
+
+def test_memory_shape_follows_the_model_and_errors_name_fields():
+    spec = small(hidden_size=32, num_heads=4)
+    assert (spec.memory.hidden_size, spec.memory.num_heads) == (32, 4)
+    with pytest.raises(SpecError, match="memory_layer"):
+        small(memory_layer=5)
+    with pytest.raises(SpecError, match="local_window"):
+        small(local_window="sliding")
