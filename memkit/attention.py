@@ -22,7 +22,9 @@ from einops import rearrange
 from pydantic import Field, model_validator
 from torch import nn
 
-from memkit.ops.memory import causal_linear, causal_softmax
+from memkit.hierarchical import ExpansionGate, coarse
+from memkit.landmark import Landmark
+from memkit.ops.memory import causal_linear, causal_softmax, read_memories
 from memkit.selector import Selector
 from memkit.spec import Spec
 from memkit.store import MemoryState, MemoryStore
@@ -32,18 +34,24 @@ from memkit.store import MemoryState, MemoryStore
 class MemoryAttentionState:
     """What a ``MemoryAttention`` carries between calls.
 
-    memory: the ``MemoryState`` (M, z); pending_k/pending_v [B,H,P,d]: keys/values of the
-    incomplete segment (P < segment_len); prev_k [B,H,1,d]: the last unshifted key (key_shift).
+    memory: the ``MemoryState`` (M, z); pending_q/k/v [B,H,P,d]: the incomplete segment
+    (P < segment_len); prev_k [B,H,1,d]: the last unshifted key (key_shift); lm_sum [B,N,H,d]
+    and lm_count [B,N]: running landmark sums (``mean_k`` and ``hsa`` landmarks only, else None).
     """
 
     memory: MemoryState
+    pending_q: torch.Tensor
     pending_k: torch.Tensor
     pending_v: torch.Tensor
     prev_k: torch.Tensor
+    lm_sum: torch.Tensor | None = None
+    lm_count: torch.Tensor | None = None
 
     def detach(self) -> "MemoryAttentionState":
+        d = lambda t: None if t is None else t.detach()  # noqa: E731
         return MemoryAttentionState(
-            self.memory.detach(), self.pending_k.detach(), self.pending_v.detach(), self.prev_k.detach()
+            self.memory.detach(), *(d(t) for t in (self.pending_q, self.pending_k, self.pending_v, self.prev_k,
+                                                    self.lm_sum, self.lm_count))
         )
 
 
@@ -64,8 +72,12 @@ def rotate(x: torch.Tensor, rotary_dim: int, base: float = 10000.0) -> torch.Ten
 class MemoryAttention(nn.Module):
     """Infini-attention layer. forward(x [B,T,D], state=None) -> (y [B,T,D], state).
 
-    With ``num_memories`` N > 1, segment i is written to memory i mod N and each query
-    token reads a soft mix of the memories weighted by its match with their memory_norm z.
+    With ``num_memories`` N > 1 a write policy picks the memory a segment goes to
+    (``round_robin``: segment i to memory i mod N; ``fill``: ``fill_segments`` segments into one
+    memory, then the next; ``nearest``: the memory whose landmark best matches the segment's mean
+    key, after every memory has been seeded once), and a ``Selector`` weights the memories per
+    query by their ``Landmark``. ``hierarchy`` ("soft"/"hard") adds a coarse memory (the sum of the
+    fine ones) and an ``ExpansionGate`` that mixes fine and coarse reads per token.
     """
 
     def __init__(
@@ -80,6 +92,14 @@ class MemoryAttention(nn.Module):
         rotary_dim: int = 0,
         gate_init: float = 0.0,
         eps: float = 1e-6,
+        write_policy: str = "round_robin",
+        fill_segments: int = 1,
+        landmark: str = "memory_norm",
+        selection: str = "soft",
+        top_k: int = 1,
+        selection_query: str = "q",
+        selection_scope: str = "token",
+        hierarchy: str = "none",
     ):
         super().__init__()
         self.hidden_size, self.num_heads = hidden_size, num_heads
@@ -91,7 +111,13 @@ class MemoryAttention(nn.Module):
         self.gate_logit = nn.Parameter(torch.full((num_heads,), float(gate_init)))
         self.gate_logit.memkit_group = "gate"  # trainer: own learning rate, no weight decay
         self.store = MemoryStore(num_heads, self.head_dim, update, eps, num_memories)
-        self.selector = Selector() if num_memories > 1 else None
+        self.write_policy, self.fill_segments = write_policy, fill_segments
+        multi = num_memories > 1
+        self.landmark = Landmark(landmark, self.head_dim) if multi else None
+        self.selector = Selector(selection, top_k, selection_scope) if multi else None
+        self.q_slc = nn.Linear(hidden_size, hidden_size) if multi and selection_query == "projection" else None
+        self.expansion = ExpansionGate(hidden_size, hierarchy) if multi and hierarchy != "none" else None
+        self.last_expand_share: float = float("nan")  # diagnostics: share of tokens that read fine memories
 
     @property
     def num_memories(self) -> int:
@@ -108,33 +134,46 @@ class MemoryAttention(nn.Module):
     def init_state(self, batch_size: int, device=None, dtype=torch.float32) -> MemoryAttentionState:
         H, d = self.num_heads, self.head_dim
         empty = torch.zeros(batch_size, H, 0, d, device=device, dtype=dtype)
+        sums = self.landmark is not None and self.landmark.keeps_sums
+        N = self.num_memories
         return MemoryAttentionState(
             memory=self.store.init_state(batch_size, device, dtype),
+            pending_q=empty,
             pending_k=empty,
             pending_v=empty,
             prev_k=torch.zeros(batch_size, H, 1, d, device=device, dtype=dtype),
+            lm_sum=torch.zeros(batch_size, N, H, d, device=device, dtype=dtype) if sums else None,
+            lm_count=torch.zeros(batch_size, N, device=device, dtype=torch.long) if sums else None,
         )
 
-    def forward(self, x: torch.Tensor, state: MemoryAttentionState | None = None):
+    def forward(self, x: torch.Tensor, state: MemoryAttentionState | None = None, memory=None):
+        """x [B,T,D] -> (y [B,T,D], state). ``memory`` (int or LongTensor [B]) forces the memory
+        every segment of this call is written to (``MemoryBuilder``); None follows the policy."""
         B, T, _ = x.shape
+        H, d = self.num_heads, self.head_dim
         if state is None:
             state = self.init_state(B, x.device, x.dtype)
         if T == 0:
             return self.out(x), state
-        q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=self.num_heads)
+        q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=H)
         prev_k = k[:, :, -1:]
         if self.key_shift:  # k_t from token t−1: binds a token to the one after it (recall needs this)
             k = torch.cat((state.prev_k, k[:, :, :-1]), dim=2)
+        q_sel = q if self.q_slc is None else rearrange(self.q_slc(x), "b t (h d) -> b h t d", h=H)
+        p = self.expansion(x) if self.expansion is not None else None  # [B,T]
 
         # Continue the incomplete segment left by the previous call.
         P = state.pending_k.shape[2]
-        q = torch.cat((q.new_zeros(B, self.num_heads, P, self.head_dim), q), dim=2)
+        q = torch.cat((q.new_zeros(B, H, P, d), q), dim=2)  # pending outputs were already returned
+        q_sel = torch.cat((state.pending_q, q_sel), dim=2)  # kept: a sequence-scope selection averages them
         k = torch.cat((state.pending_k, k), dim=2)
         v = torch.cat((state.pending_v, v), dim=2)
         n, L = P + T, self.segment_len
         full, S = n // L, -(-n // L)
         pad = lambda t: F.pad(t, (0, 0, 0, S * L - n)).unflatten(2, (S, L))  # noqa: E731  [B,H,S,L,d]
-        qs, ks, vs = pad(q), pad(k), pad(v)
+        qs, ks, vs, qsel_s = pad(q), pad(k), pad(v), pad(q_sel)
+        if p is not None:
+            p = F.pad(p, (P, S * L - n)).unflatten(1, (S, L))  # [B,S,L]
 
         # Local branch: causal inside each segment; padding sits after every real token.
         if self.local == "softmax":
@@ -143,27 +182,72 @@ class MemoryAttention(nn.Module):
             a_dot = causal_linear(qs, ks, vs, self.eps)
 
         # Memory branch: segment s reads the state written by segments < s, then is written.
-        memory, reads = state.memory, []
+        mem, lm_sum, lm_count, reads, expand = state.memory, state.lm_sum, state.lm_count, [], []
         for s in range(S):
-            reads.append(self._read(memory, qs[:, :, s]))
+            gate_p = None if p is None else p[:, s]
+            reads.append(self._read(mem, lm_sum, lm_count, qs[:, :, s], qsel_s[:, :, s], gate_p))
+            if gate_p is not None:
+                real = min(L, n - s * L)
+                expand.append(gate_p[:, :real] if self.expansion.mode == "soft" else (gate_p[:, :real] >= 0.5))
             if s < full:
-                memory = self.store.write(memory, ks[:, :, s], vs[:, :, s])
+                target = self._target(mem, lm_sum, lm_count, ks[:, :, s], memory)
+                mem = self.store.write(mem, ks[:, :, s], vs[:, :, s], target)
+                if lm_sum is not None:
+                    add, count = self.landmark.chunk_summary(ks[:, :, s])
+                    onehot = F.one_hot(torch.as_tensor(target, device=x.device).expand(B), self.num_memories)
+                    lm_sum = lm_sum + onehot[:, :, None, None].to(add.dtype) * add[:, None]
+                    lm_count = lm_count + onehot * count
         a_mem = torch.stack(reads, dim=2)
+        if expand:
+            self.last_expand_share = float(torch.cat(expand, 1).float().mean())
 
         g = self.gate().view(1, -1, 1, 1, 1).to(x.dtype)
         y = (g * a_mem + (1 - g) * a_dot).flatten(2, 3)[:, :, P:n]
         y = self.out(rearrange(y, "b h t d -> b t (h d)"))
-        new_state = MemoryAttentionState(memory, k[:, :, full * L : n], v[:, :, full * L : n], prev_k)
+        rest = slice(full * L, n)
+        new_state = MemoryAttentionState(
+            mem, q_sel[:, :, rest], k[:, :, rest], v[:, :, rest], prev_k, lm_sum, lm_count
+        )
         return y, new_state
 
-    def _read(self, memory: MemoryState, q: torch.Tensor) -> torch.Tensor:
-        """q [B,H,L,d] -> A_mem [B,H,L,d]."""
-        reads = self.store.read(memory, q)
+    def _target(self, mem: MemoryState, lm_sum, lm_count, k: torch.Tensor, forced):
+        """Which memory this segment is written to: an int, or LongTensor [B]."""
+        N = self.num_memories
+        if forced is not None:
+            return forced
+        if self.write_policy == "round_robin":
+            return mem.writes % N
+        if self.write_policy == "fill":
+            return (mem.writes // self.fill_segments) % N
+        # nearest: seed every memory once (first empty one), then the best-matching landmark
+        written = mem.written()
+        M, z = mem.stacked()
+        scores = torch.einsum("bhd,bnhd->bn", k.mean(2), self.landmark.landmarks(z, lm_sum, lm_count))
+        first_empty = (~written).to(torch.int8).argmax(-1)
+        return torch.where(written.all(-1), scores.argmax(-1), first_empty).detach()
+
+    def _read(self, mem: MemoryState, lm_sum, lm_count, q, q_sel, p) -> torch.Tensor:
+        """q, q_sel [B,H,L,d]; p [B,L] or None -> A_mem [B,H,L,d]."""
         if self.selector is None:
-            return reads
-        M, z = memory.stacked()
-        weights = self.selector(q, z, memory.written())  # memory_norm landmark: ℓ_n = z_n
-        return torch.einsum("bhtn,bnhtd->bhtd", weights, reads)
+            return self.store.read(mem, q)
+        M, z = mem.stacked()
+        weights = self.selector(q_sel, self.landmark.landmarks(z, lm_sum, lm_count), mem.written())  # [B,H,L,N]
+        skip = self.expansion is not None and self.expansion.mode == "hard" and not self.training
+        if skip:  # inference: read the fine memories only where the gate expands
+            fine = torch.zeros_like(q)
+            for b, row in enumerate(p >= 0.5):
+                idx = row.nonzero().squeeze(-1)
+                if idx.numel():
+                    r = read_memories(M[b : b + 1], z[b : b + 1], q[b : b + 1, :, idx], self.eps)
+                    fine[b : b + 1, :, idx] = torch.einsum("bhtn,bnhtd->bhtd", weights[b : b + 1, :, idx], r)
+        else:
+            fine = torch.einsum("bhtn,bnhtd->bhtd", weights, read_memories(M, z, q, self.eps))
+        if self.expansion is None:
+            return fine
+        Mc, zc = coarse(M, z)
+        rough = read_memories(Mc, zc, q, self.eps)[:, 0]
+        m = self.expansion.mix_weight(p)[:, None, :, None].to(q.dtype)  # [B,1,L,1]
+        return m * fine + (1 - m) * rough
 
 
 class MemoryAttentionSpec(Spec):
@@ -179,9 +263,20 @@ class MemoryAttentionSpec(Spec):
     rotary_dim: int = Field(0, ge=0, description="rotary dims of the local branch (0 = none)")
     gate_init: float = Field(0.0, ge=-20, le=20, description="initial gate logit β")
     eps: float = Field(1e-6, gt=0, le=1e-1, description="guard of every division")
+    # The fields below apply when num_memories > 1.
+    write_policy: Literal["round_robin", "fill", "nearest"] = Field("round_robin", description="which memory a segment goes to")
+    fill_segments: int = Field(1, ge=1, description="segments per memory before the next (fill policy)")
+    landmark: Literal["memory_norm", "mean_k", "learned", "hsa"] = Field("memory_norm", description="memory summary")
+    selection: Literal["soft", "hard"] = Field("soft", description="softmax over memories, or top-k")
+    top_k: int = Field(1, ge=1, description="memories read by hard selection")
+    selection_query: Literal["q", "projection"] = Field("q", description="Q, or a separate projection Q_slc")
+    selection_scope: Literal["token", "sequence"] = Field("token", description="weights per token or per sequence")
+    hierarchy: Literal["none", "soft", "hard"] = Field("none", description="coarse memory + expansion gate")
 
     @model_validator(mode="after")
     def _consistent(self):
+        if self.top_k > self.num_memories:
+            raise ValueError(f"top_k ({self.top_k}) must be at most num_memories ({self.num_memories})")
         if self.hidden_size % self.num_heads:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"

@@ -13,7 +13,7 @@ def test_multi_memory_soft_selection_weights_memories_by_memory_norm():
     q = torch.randn(1, 2, 3, 4, dtype=torch.float64)
     reads = layer.store.read(state.memory, q)  # [B,N,H,T,d]
     w = (torch.einsum("bhtd,bnhd->bhtn", q, state.memory.z) / 2).softmax(-1)
-    torch.testing.assert_close(layer._read(state.memory, q), torch.einsum("bhtn,bnhtd->bhtd", w, reads))
+    torch.testing.assert_close(layer._read(state.memory, None, None, q, q, None), torch.einsum("bhtn,bnhtd->bhtd", w, reads))
 
 
 def test_unwritten_memories_are_not_selected():
@@ -21,7 +21,7 @@ def test_unwritten_memories_are_not_selected():
     x = torch.randn(1, 2, 8, dtype=torch.float64)
     _, state = layer(x)  # one segment written: memory 0 only
     q = torch.randn(1, 2, 3, 4, dtype=torch.float64)
-    torch.testing.assert_close(layer._read(state.memory, q), layer.store.read(state.memory, q)[:, 0])
+    torch.testing.assert_close(layer._read(state.memory, None, None, q, q, None), layer.store.read(state.memory, q)[:, 0])
 
 
 def test_gate_is_a_tagged_parameter_per_head():

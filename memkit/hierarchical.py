@@ -1,0 +1,40 @@
+"""Hierarchical memory: a coarse memory (the sum of the fine ones) and a learned ExpansionGate.
+
+Memories are additive: C = Σ_n M_n (and Σ_n z_n) can be formed, the M_n cannot be recovered
+from C, so the fine memories are kept and the coarse one is derived on read.
+The gate p = sigmoid(MLP(x)), MLP(hidden → hidden/4 → 1) on the token's hidden state:
+- ``soft``: A_mem = p·fine + (1−p)·coarse;
+- ``hard``: p ≥ 0.5 picks fine (straight-through gradient); in eval mode the fine read is
+  skipped for tokens where the gate says coarse.
+Hidden 512 gives 65,793 gate parameters, as in the reports.
+
+Axes: B batch, N memories, H heads, T tokens, d head dim, D hidden.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def coarse(M: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Σ_n M_n, Σ_n z_n) with the N axis kept (size 1): M [B,N,H,d,d] -> [B,1,H,d,d]."""
+    return M.sum(1, keepdim=True), z.sum(1, keepdim=True)
+
+
+class ExpansionGate(nn.Module):
+    """x [B,T,D] -> p [B,T]: probability of expanding to the fine memories."""
+
+    def __init__(self, hidden_size: int, mode: str = "soft"):
+        super().__init__()
+        self.mode = mode
+        self.mlp = nn.Sequential(nn.Linear(hidden_size, hidden_size // 4), nn.GELU(), nn.Linear(hidden_size // 4, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.mlp(x)).squeeze(-1)
+
+    def mix_weight(self, p: torch.Tensor) -> torch.Tensor:
+        """Weight of the fine read: p (soft) or 1[p ≥ 0.5] with p's gradient (hard)."""
+        if self.mode == "soft":
+            return p
+        return (p >= 0.5).to(p.dtype) + p - p.detach()

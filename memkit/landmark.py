@@ -1,0 +1,67 @@
+"""Landmark: one vector ℓ_n per memory that a query is matched against (``Selector``).
+
+Types:
+- ``memory_norm``: ℓ_n = z_n = Σσ(k) (free: a by-product of writing; no parameters);
+- ``mean_k``: the running mean of the raw keys written to memory n;
+- ``learned``: a Linear(d → d) map of z_n, shared across heads (d² parameters: 4,096 at d = 64);
+- ``hsa``: a ChunkEncoder (arXiv:2510.17196, as used by HSA, arXiv:2511.23319): a 2-layer
+  bidirectional Transformer encoder over [CLS] + the keys of each written segment; the [CLS]
+  output is the chunk's landmark. A memory holding several chunks takes the mean of its chunks'
+  landmarks (rule: every chunk counts equally, whatever its position).
+
+``mean_k`` and ``hsa`` keep running sums in the layer state (``lm_sum`` [B,N,H,d], ``lm_count``
+[B,N]), so streaming stays exact. Axes: B batch, N memories, H heads, T tokens, d head dim.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+LandmarkType = Literal["memory_norm", "mean_k", "learned", "hsa"]
+
+
+class ChunkEncoder(nn.Module):
+    """[CLS] + keys of a chunk -> the [CLS] output. keys [B,H,T,d] -> [B,H,d]; shared across heads."""
+
+    def __init__(self, dim: int, layers: int = 2, heads: int = 4):
+        super().__init__()
+        heads = max(h for h in range(1, heads + 1) if dim % h == 0)
+        self.cls = nn.Parameter(torch.randn(dim) * dim**-0.5)
+        layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=4 * dim, dropout=0.0, batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+    def forward(self, keys: torch.Tensor) -> torch.Tensor:
+        B, H, T, d = keys.shape
+        x = torch.cat((self.cls.expand(B * H, 1, d).to(keys.dtype), keys.reshape(B * H, T, d)), dim=1)
+        return self.encoder(x)[:, 0].reshape(B, H, d)
+
+
+class Landmark(nn.Module):
+    """Summaries of N memories. ``landmarks(z, lm_sum, lm_count) -> [B,N,H,d]``."""
+
+    def __init__(self, type: LandmarkType, head_dim: int):
+        super().__init__()
+        self.type = type
+        self.map = nn.Linear(head_dim, head_dim, bias=False) if type == "learned" else None
+        self.encoder = ChunkEncoder(head_dim) if type == "hsa" else None
+
+    @property
+    def keeps_sums(self) -> bool:
+        return self.type in ("mean_k", "hsa")
+
+    def chunk_summary(self, k: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """What one written segment adds to ``lm_sum`` ([B,H,d]) and to ``lm_count`` (an int)."""
+        if self.type == "mean_k":
+            return k.sum(2), k.shape[2]
+        return self.encoder(k), 1
+
+    def landmarks(self, z: torch.Tensor, lm_sum: torch.Tensor | None, lm_count: torch.Tensor | None) -> torch.Tensor:
+        if self.type == "memory_norm":
+            return z
+        if self.type == "learned":
+            return self.map(z)
+        return lm_sum / lm_count.clamp(min=1)[:, :, None, None].to(lm_sum.dtype)
