@@ -24,7 +24,8 @@ from typing import Any
 from ablations.space import SpaceError, grid_points, leaf_fields, parse_space, type_name
 from ablations.trial import load_recipe
 
-METRICS = ["recall_acc", "val_ppl", "params", "memory_bytes", "sec_per_epoch", "tokens_per_s", "best_epoch", "epochs"]
+METRICS = ["recall_acc", "val_ppl", "params", "memory_bytes", "sec_per_epoch", "tokens_per_s", "best_epoch", "epochs",
+           "expand_share"]
 RAY_TMP = "/tmp/memkit-ray"  # short: Ray's socket paths must stay under ~107 bytes
 
 

@@ -37,4 +37,4 @@ class ExpansionGate(nn.Module):
         """Weight of the fine read: p (soft) or 1[p ≥ 0.5] with p's gradient (hard)."""
         if self.mode == "soft":
             return p
-        return (p >= 0.5).to(p.dtype) + p - p.detach()
+        return (p >= 0.5).to(p.dtype) + (p - p.detach())

@@ -27,8 +27,8 @@ from memkit.spec import Spec
 class _StateBox:
     """Carries the memory state into and out of one HF forward call (passed as a kwarg)."""
 
-    def __init__(self, state, batch_size: int):
-        self.state, self.batch_size = state, batch_size
+    def __init__(self, state, batch_size: int, memory=None):
+        self.state, self.batch_size, self.memory = state, batch_size, memory
 
 
 class _NeoXMemoryAttention(nn.Module):
@@ -42,7 +42,10 @@ class _NeoXMemoryAttention(nn.Module):
         shape = hidden_states.shape
         B = memkit_box.batch_size if memkit_box is not None else shape[0]
         x = hidden_states.reshape(B, -1, shape[-1])  # rows of one sequence's segments fold back
-        y, state = self.block(x, memkit_box.state if memkit_box is not None else None)
+        if memkit_box is None:
+            y, state = self.block(x)
+        else:
+            y, state = self.block(x, memkit_box.state, memory=memkit_box.memory)
         if memkit_box is not None:
             memkit_box.state = state
         return y.reshape(shape), None
@@ -109,7 +112,8 @@ class MemoryLM(nn.Module):
         """Memory state bytes per sequence (0 for a plain model)."""
         return self.memory.memory_nbytes() if self.memory is not None else 0
 
-    def forward(self, input_ids: torch.Tensor, state: MemoryAttentionState | None = None):
+    def forward(self, input_ids: torch.Tensor, state: MemoryAttentionState | None = None, memory=None):
+        """``memory`` forces the memory every segment is written to (see ``MemoryBuilder``)."""
         B, T = input_ids.shape
         if self.memory is None:
             return self.hf(input_ids, use_cache=False).logits, None
@@ -119,7 +123,7 @@ class MemoryLM(nn.Module):
             if T % L:
                 raise ValueError(f"input length {T} must be a multiple of segment_len {L} in 'segment' mode")
             ids = input_ids.reshape(B * (T // L), L)  # each segment its own row for the plain layers
-        box = _StateBox(state, B)
+        box = _StateBox(state, B, memory)
         logits = self.hf(ids, use_cache=False, memkit_box=box).logits
         return logits.reshape(B, T, -1), box.state
 

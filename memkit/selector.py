@@ -49,4 +49,4 @@ class Selector(nn.Module):
 
     @staticmethod
     def _straight_through(value: torch.Tensor, grad_from: torch.Tensor) -> torch.Tensor:
-        return value.detach() + grad_from - grad_from.detach()
+        return value.detach() + (grad_from - grad_from.detach())  # exact value, soft gradient

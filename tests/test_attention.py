@@ -60,3 +60,53 @@ def test_spec_fields_match_block_signature():
         for name, field in spec.model_fields.items():
             if params[name].default is not inspect.Parameter.empty:
                 assert params[name].default == field.default, name
+
+
+def n_params(**kw):
+    return sum(p.numel() for p in MemoryAttentionSpec(hidden_size=512, num_heads=8, **kw).build().parameters())
+
+
+def test_parameter_counts_of_the_family():
+    base = n_params()
+    assert n_params(num_memories=4) == base  # memory_norm landmark and soft selection: no parameters
+    assert n_params(num_memories=4, hierarchy="soft") - base == 65_793  # MLP(512 -> 128 -> 1)
+    assert n_params(num_memories=4, landmark="learned") - base == 64 * 64
+    assert n_params(num_memories=4, selection_query="projection") - base == 512 * 512 + 512
+    hsa = n_params(num_memories=4, landmark="hsa") - base
+    assert 90_000 < hsa < 110_000  # 2-layer encoder at d = 64, shared by the heads (README lists it)
+    assert MemoryAttentionSpec(num_memories=4).build().memory_nbytes() == 532_480
+
+
+@pytest.mark.parametrize(
+    "fields, name",
+    [
+        ({"write_policy": "random"}, "write_policy"),
+        ({"fill_segments": 0}, "fill_segments"),
+        ({"landmark": "max_k"}, "landmark"),
+        ({"selection": "sparse"}, "selection"),
+        ({"num_memories": 4, "top_k": 5}, "top_k"),
+        ({"top_k": 0}, "top_k"),
+        ({"selection_query": "k"}, "selection_query"),
+        ({"selection_scope": "batch"}, "selection_scope"),
+        ({"hierarchy": "deep"}, "hierarchy"),
+    ],
+)
+def test_family_fields_reject_bad_values(fields, name):
+    with pytest.raises(SpecError) as err:
+        MemoryAttentionSpec.create(**fields)
+    assert name in str(err.value)
+
+
+def test_write_policies_pick_memories():
+    x = torch.randn(1, 12, 8, dtype=torch.float64)
+
+    def counts(**kw):
+        layer = MemoryAttentionSpec(hidden_size=8, num_heads=2, segment_len=2, num_memories=3, **kw).build().double()
+        _, state = layer(x)  # 6 segments
+        return state.memory.writes, (state.memory.z.sum((-1, -2)) > 0).sum().item(), state
+
+    assert counts(write_policy="round_robin")[1] == 3
+    assert counts(write_policy="fill", fill_segments=4)[1] == 2
+    _, used, state = counts(write_policy="nearest", landmark="mean_k")
+    assert used == 3  # every memory is seeded before 'nearest' picks
+    assert state.lm_count.sum().item() == 12  # mean_k counts keys

@@ -66,3 +66,14 @@ def test_arbitrary_text_never_crashes_the_parser(text):
         parse(f"memories={text}")
     except SpaceError:
         pass
+
+
+def test_family_keys_reach_the_memory_spec():
+    space = parse("landmark=memory_norm,mean_k,learned,hsa", "gate=soft,hard", "memories=4,16", "selection=hard",
+                  "top_k=2", "write_policy=nearest", "scope=sequence", "selection_query=projection")
+    points = grid_points(tiny(), space)
+    assert len(points) == 16
+    spec = apply_overrides(tiny(), points[-1]).model.memory
+    assert (spec.landmark, spec.hierarchy, spec.num_memories, spec.top_k, spec.selection_scope) == ("hsa", "hard", 16, 2, "sequence")
+    with pytest.raises(SpaceError, match="top_k"):
+        grid_points(tiny(), parse("memories=1", "selection=hard", "top_k=2"))

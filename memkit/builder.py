@@ -1,0 +1,72 @@
+"""MemoryBuilder: build memories ahead of time from given texts, one memory per source.
+
+The reports' "pre-built domain memories": source i (a text, or token ids) is run through the
+model with every segment written to memory i; the resulting layer state is saved, and loaded
+as the starting state of later calls (``model(ids, state=builder.load(path, batch_size))``).
+A source's incomplete last segment is dropped and key_shift does not bind across sources.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import fields, replace
+from typing import Callable, Sequence
+
+import torch
+
+from memkit.attention import MemoryAttentionState
+from memkit.store import MemoryState
+
+
+def utf8_bytes(text: str) -> torch.Tensor:
+    """Plain byte tokenizer: ids 0..255 (the model's vocabulary must hold them)."""
+    return torch.tensor(list(text.encode("utf-8")), dtype=torch.long)
+
+
+class MemoryBuilder:
+    """build(sources) -> MemoryAttentionState (batch 1) with source i in memory i.
+
+    ``model``: a ``MemoryLM`` (or anything with ``.memory`` and ``forward(ids, state, memory=)``).
+    ``encode``: how a text source becomes token ids (default: UTF-8 bytes).
+    """
+
+    def __init__(self, model, encode: Callable[[str], torch.Tensor] = utf8_bytes):
+        if getattr(model, "memory", None) is None:
+            raise ValueError("MemoryBuilder needs a model with a memory layer")
+        self.model, self.encode = model, encode
+
+    @torch.no_grad()
+    def build(self, sources: Sequence[str | torch.Tensor]) -> MemoryAttentionState:
+        layer = self.model.memory
+        if not 0 < len(sources) <= layer.num_memories:
+            raise ValueError(f"sources: give 1..{layer.num_memories} sources (one per memory), got {len(sources)}")
+        param = next(self.model.parameters())
+        was = self.model.training
+        self.model.eval()
+        state = layer.init_state(1, device=param.device, dtype=param.dtype)
+        L = layer.segment_len
+        for i, src in enumerate(sources):
+            ids = self.encode(src) if isinstance(src, str) else torch.as_tensor(src, dtype=torch.long)
+            ids = ids.flatten()[: ids.numel() // L * L].to(param.device)
+            if ids.numel() == 0:
+                raise ValueError(f"sources[{i}]: shorter than one segment ({L} tokens)")
+            _, state = self.model(ids[None], state, memory=i)
+            empty = state.pending_k[:, :, :0]
+            state = replace(state, pending_q=empty, pending_k=empty, pending_v=empty,
+                            prev_k=torch.zeros_like(state.prev_k))
+        self.model.train(was)
+        return state
+
+    @staticmethod
+    def save(state: MemoryAttentionState, path: str | os.PathLike) -> None:
+        data = {f.name: getattr(state, f.name) for f in fields(state) if f.name != "memory"}
+        data.update(M=state.memory.M, z=state.memory.z, writes=state.memory.writes)
+        torch.save(data, path)
+
+    @staticmethod
+    def load(path: str | os.PathLike, batch_size: int = 1, map_location="cpu") -> MemoryAttentionState:
+        """The saved state, repeated for ``batch_size`` sequences."""
+        data = torch.load(path, map_location=map_location, weights_only=True)
+        rep = lambda t: None if t is None else t.expand(batch_size, *t.shape[1:]).clone()  # noqa: E731
+        memory = MemoryState(M=rep(data.pop("M")), z=rep(data.pop("z")), writes=int(data.pop("writes")))
+        return MemoryAttentionState(memory=memory, **{k: rep(v) for k, v in data.items()})

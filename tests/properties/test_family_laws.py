@@ -1,0 +1,129 @@
+"""Laws of the memory family: hierarchy additivity, selection equivalences, streaming with every option."""
+
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from memkit import MemoryAttentionSpec, MemoryStoreSpec
+from memkit.hierarchical import coarse
+from memkit.ops.memory import read_memories
+from memkit.selector import Selector
+
+seeds = st.integers(0, 10_000)
+
+
+def rand(shape, seed):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@given(N=st.integers(2, 4), writes=st.lists(st.integers(0, 3), min_size=1, max_size=6),
+       update=st.sampled_from(["linear", "delta"]), seed=seeds)
+def test_coarse_memory_is_the_sum_of_the_fine_ones(N, writes, update, seed):
+    store = MemoryStoreSpec(num_heads=2, head_dim=3, num_memories=N, update=update).build()
+    fine = store.init_state(2, dtype=torch.float64)
+    single = MemoryStoreSpec(num_heads=2, head_dim=3, update="linear").build()
+    total = single.init_state(2, dtype=torch.float64)
+    for i, target in enumerate(writes):
+        k, v = rand((2, 2, 4, 3), seed + i), rand((2, 2, 4, 3), seed + 100 + i)
+        fine = store.write(fine, k, v, memory=target % N)
+        if update == "linear":
+            total = single.write(total, k, v)
+    Mc, zc = coarse(*fine.stacked())
+    torch.testing.assert_close(Mc[:, 0], fine.M.sum(1))
+    torch.testing.assert_close(zc[:, 0], fine.z.sum(1))
+    if update == "linear":  # and, for linear writes, equals one memory that took every write
+        torch.testing.assert_close(Mc[:, 0], total.M)
+        torch.testing.assert_close(zc[:, 0], total.z)
+
+
+@given(seed=seeds, update=st.sampled_from(["linear", "delta"]), N=st.integers(2, 4),
+       landmark=st.sampled_from(["memory_norm", "mean_k", "learned"]))
+def test_soft_selection_over_one_written_memory_equals_the_single_memory_layer(seed, update, N, landmark):
+    torch.manual_seed(seed)
+    one = MemoryAttentionSpec(hidden_size=8, num_heads=2, segment_len=3, update=update).build().double()
+    many = MemoryAttentionSpec(hidden_size=8, num_heads=2, segment_len=3, update=update, num_memories=N,
+                               write_policy="fill", fill_segments=1000, landmark=landmark).build().double()
+    many.load_state_dict(one.state_dict(), strict=False)
+    x = torch.randn(2, 11, 8, dtype=torch.float64)
+    torch.testing.assert_close(many(x)[0], one(x)[0])
+
+
+@given(N=st.integers(2, 6), seed=seeds, data=st.data())
+def test_hard_selector_reads_exactly_the_memory_its_landmarks_point_at(N, seed, data):
+    j = data.draw(st.integers(0, N - 1))
+    M, z = rand((1, N, 2, 3, 3), seed).abs(), rand((1, N, 2, 3), seed + 1).abs()
+    q = rand((1, 2, 5, 3), seed + 2)
+    landmarks = torch.zeros(1, N, 2, 3, dtype=torch.float64)
+    landmarks[:, j] = q.mean(2) * 1e3  # memory j's landmark matches every query by far
+    q_ = q - q.mean(2, keepdim=True) * 0  # same queries
+    w = Selector("hard", top_k=1)(q_, landmarks, torch.ones(1, N, dtype=torch.bool))
+    reads = read_memories(M, z, q, 1e-6)
+    got = torch.einsum("bhtn,bnhtd->bhtd", w, reads)
+    # each token picks its own best memory; where that is j, the read is memory j exactly
+    best = torch.einsum("bhtd,bnhd->bhtn", q, landmarks).argmax(-1)
+    mask = best == j
+    torch.testing.assert_close(got[mask], reads[:, j][mask])
+    assert set(w.unique().tolist()) <= {0.0, 1.0}
+
+
+@given(N=st.integers(2, 5), seed=seeds)
+def test_hard_top_k_with_k_equal_N_is_soft_selection(N, seed):
+    q, lm = rand((2, 2, 4, 3), seed), rand((2, N, 2, 3), seed + 1)
+    written = torch.ones(2, N, dtype=torch.bool)
+    torch.testing.assert_close(Selector("hard", top_k=N)(q, lm, written), Selector("soft")(q, lm, written))
+
+
+@given(N=st.integers(3, 5), k=st.integers(1, 2), seed=seeds)
+def test_hard_top_k_renormalises_soft_weights_and_keeps_a_gradient(N, k, seed):
+    q, lm = rand((1, 2, 4, 3), seed), rand((1, N, 2, 3), seed + 1).requires_grad_()
+    written = torch.ones(1, N, dtype=torch.bool)
+    hard = Selector("hard", top_k=k)(q, lm, written)
+    soft = Selector("soft")(q, lm, written).detach()
+    assert ((hard > 0).sum(-1) == k).all()
+    keep = hard > 0
+    torch.testing.assert_close(hard.detach()[keep], (soft * keep / (soft * keep).sum(-1, keepdim=True))[keep])
+    (hard * torch.arange(N, dtype=hard.dtype)).sum().backward()
+    assert lm.grad.abs().sum() > 0  # straight-through: scores still train
+
+
+options = st.fixed_dictionaries({
+    "num_memories": st.integers(2, 3),
+    "write_policy": st.sampled_from(["round_robin", "fill", "nearest"]),
+    "landmark": st.sampled_from(["memory_norm", "mean_k", "learned", "hsa"]),
+    "selection": st.sampled_from(["soft", "hard"]),
+    "selection_query": st.sampled_from(["q", "projection"]),
+    "selection_scope": st.sampled_from(["token", "sequence"]),
+    "hierarchy": st.sampled_from(["none", "soft", "hard"]),
+    "key_shift": st.booleans(),
+})
+
+
+@given(cfg=options, seed=seeds, T=st.integers(1, 14), train=st.booleans(), data=st.data())
+def test_every_option_streams_exactly_and_stays_causal(cfg, seed, T, train, data):
+    torch.manual_seed(seed)
+    layer = MemoryAttentionSpec(hidden_size=8, num_heads=2, segment_len=3, update="delta", **cfg).build().double()
+    layer.train(train)
+    x = torch.randn(2, T, 8, dtype=torch.float64)
+    whole, _ = layer(x)
+    cut = data.draw(st.integers(0, T))
+    y1, s = layer(x[:, :cut])
+    y2, _ = layer(x[:, cut:], s)
+    torch.testing.assert_close(torch.cat((y1, y2), 1), whole)
+    if T > 1:
+        t = data.draw(st.integers(0, T - 2))
+        x2 = x.clone()
+        x2[:, t + 1 :] += 1.0
+        torch.testing.assert_close(layer(x2)[0][:, : t + 1], whole[:, : t + 1])
+
+
+@given(seed=seeds)
+def test_hard_gate_skip_at_inference_equals_the_full_computation(seed):
+    torch.manual_seed(seed)
+    layer = MemoryAttentionSpec(hidden_size=8, num_heads=2, segment_len=3, num_memories=3, hierarchy="hard").build().double()
+    x = torch.randn(3, 12, 8, dtype=torch.float64)
+    layer.train()
+    full, _ = layer(x)  # training path computes every fine read
+    layer.eval()
+    skipped, _ = layer(x)
+    torch.testing.assert_close(skipped, full)
+    assert 0.0 <= layer.last_expand_share <= 1.0
