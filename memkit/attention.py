@@ -100,6 +100,9 @@ class MemoryAttention(nn.Module):
         selection_query: str = "q",
         selection_scope: str = "token",
         hierarchy: str = "none",
+        selection_score: str = "scaled",
+        memory_scope: str = "sequence",
+        write_scale: str = "equal",
     ):
         super().__init__()
         self.hidden_size, self.num_heads = hidden_size, num_heads
@@ -114,7 +117,9 @@ class MemoryAttention(nn.Module):
         self.write_policy, self.fill_segments = write_policy, fill_segments
         multi = num_memories > 1
         self.landmark = Landmark(landmark, self.head_dim) if multi else None
-        self.selector = Selector(selection, top_k, selection_scope) if multi else None
+        self.selector = Selector(selection, top_k, selection_scope, selection_score) if multi else None
+        self.memory_scope, self.write_scale = memory_scope, write_scale
+        self._shared: MemoryState | None = None  # memory_scope="batch_shared" only: carried across calls
         self.q_slc = nn.Linear(hidden_size, hidden_size) if multi and selection_query == "projection" else None
         self.expansion = ExpansionGate(hidden_size, hierarchy) if multi and hierarchy != "none" else None
         self.last_expand_share: float = float("nan")  # diagnostics: share of tokens that read fine memories
@@ -181,6 +186,9 @@ class MemoryAttention(nn.Module):
         else:
             a_dot = causal_linear(qs, ks, vs, self.eps)
 
+        if self.memory_scope == "batch_shared":
+            return self._forward_batch_shared(x, qs, qsel_s, ks, vs, a_dot, p, P, n, full), state
+
         # Memory branch: segment s reads the state written by segments < s, then is written.
         mem, lm_sum, lm_count, reads, expand = state.memory, state.lm_sum, state.lm_count, [], []
         for s in range(S):
@@ -209,6 +217,39 @@ class MemoryAttention(nn.Module):
             mem, q_sel[:, :, rest], k[:, :, rest], v[:, :, rest], prev_k, lm_sum, lm_count
         )
         return y, new_state
+
+    def reset_shared(self) -> None:
+        """Empty the batch-shared memory (the reports reset it once per epoch; the trainer calls this)."""
+        self._shared = None
+
+    def _forward_batch_shared(self, x, qs, qsel_s, ks, vs, a_dot, p, P, n, full):
+        """The reports' code: one memory for the whole batch, read by every segment of every
+        sequence before it is written once per call with all complete segments, summed over batch
+        and time and detached. ``write_scale="reports"`` scales M by 1/(B·T) but z by 1/B (their
+        scale bug: reads come out at 1/T); "equal" scales both by 1/B."""
+        B = x.shape[0]
+        if self._shared is None:
+            self._shared = self.store.init_state(1, x.device, x.dtype)
+        M, z = self._shared.stacked()
+        shared = self._shared.unstacked(M.expand(B, *M.shape[1:]), z.expand(B, *z.shape[1:]), self._shared.writes)
+        S = qs.shape[2]
+        a_mem = torch.stack([self._read(shared, None, None, qs[:, :, s], qsel_s[:, :, s], None if p is None else p[:, s])
+                             for s in range(S)], dim=2)
+        if full:
+            with torch.no_grad():
+                k = ks[:, :, :full].flatten(2, 3).transpose(0, 1).reshape(1, self.num_heads, -1, self.head_dim)
+                v = vs[:, :, :full].flatten(2, 3).transpose(0, 1).reshape(1, self.num_heads, -1, self.head_dim)
+                new = self.store.write(self._shared, k, v)
+                tokens = full * self.segment_len
+                m_scale = 1 / (B * tokens) if self.write_scale == "reports" else 1 / B
+                self._shared = new.unstacked(
+                    *(old + (upd - old) * sc for old, upd, sc in
+                      zip(self._shared.stacked(), new.stacked(), (m_scale, 1 / B))),
+                    new.writes,
+                )
+        g = self.gate().view(1, -1, 1, 1, 1).to(x.dtype)
+        y = (g * a_mem + (1 - g) * a_dot).flatten(2, 3)[:, :, P:n]
+        return self.out(rearrange(y, "b h t d -> b t (h d)"))
 
     def _target(self, mem: MemoryState, lm_sum, lm_count, k: torch.Tensor, forced):
         """Which memory this segment is written to: an int, or LongTensor [B]."""
@@ -272,6 +313,10 @@ class MemoryAttentionSpec(Spec):
     selection_query: Literal["q", "projection"] = Field("q", description="Q, or a separate projection Q_slc")
     selection_scope: Literal["token", "sequence"] = Field("token", description="weights per token or per sequence")
     hierarchy: Literal["none", "soft", "hard"] = Field("none", description="coarse memory + expansion gate")
+    # The reports' code choices, by name; the defaults are the careful ones (DESIGN.md, last section).
+    selection_score: Literal["scaled", "reports"] = Field("scaled", description="q·ℓ/√d, or σ(q)·ℓ unscaled")
+    memory_scope: Literal["sequence", "batch_shared"] = Field("sequence", description="one memory per sequence, or one shared by the batch across steps")
+    write_scale: Literal["equal", "reports"] = Field("equal", description="batch_shared: M and z scaled alike, or M/(B·T) and z/B")
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -7,6 +7,7 @@ dilute the mix).
 - ``soft``: softmax over memories.
 - ``hard``: the top-k memories only, weights renormalised over them; the gradient is the soft
   one (straight-through), so the scores keep training even at k = 1.
+- ``score="scaled"`` (default): q·ℓ/√d; ``score="reports"``: σ(q)·ℓ unscaled, as the reports' code.
 - ``scope="token"`` (default): one weighting per query token. ``scope="sequence"``: one weighting
   per sequence and head as the reports' code had it, made causal: token t uses the mean score of
   its segment's tokens up to t.
@@ -19,16 +20,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from memkit.ops.naive import feature
+
 
 class Selector(nn.Module):
     """forward(q [B,H,T,d], landmarks [B,N,H,d], written bool [B,N]) -> weights [B,H,T,N]."""
 
-    def __init__(self, mode: str = "soft", top_k: int = 1, scope: str = "token"):
+    def __init__(self, mode: str = "soft", top_k: int = 1, scope: str = "token", score: str = "scaled"):
         super().__init__()
-        self.mode, self.top_k, self.scope = mode, top_k, scope
+        self.mode, self.top_k, self.scope, self.score = mode, top_k, scope, score
 
     def scores(self, q: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
-        s = torch.einsum("bhtd,bnhd->bhtn", q, landmarks) * q.shape[-1] ** -0.5
+        if self.score == "reports":  # the reports' code: σ(Q)·ℓ, no 1/√d
+            s = torch.einsum("bhtd,bnhd->bhtn", feature(q), landmarks)
+        else:
+            s = torch.einsum("bhtd,bnhd->bhtn", q, landmarks) * q.shape[-1] ** -0.5
         if self.scope == "sequence":
             steps = torch.arange(1, s.shape[2] + 1, device=s.device, dtype=s.dtype)
             s = s.cumsum(2) / steps[:, None]

@@ -121,6 +121,9 @@ def train(
     model.train()
     for epoch in range(1, spec.max_epochs + 1):
         t0 = time.perf_counter()
+        for mod in model.modules():  # batch-shared memories (the reports' setting) start empty each epoch
+            if hasattr(mod, "reset_shared"):
+                mod.reset_shared()
         order = torch.randperm(n, generator=gen)
         nll_sum, scored = 0.0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", disable=not progress, leave=False)
