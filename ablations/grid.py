@@ -94,6 +94,7 @@ def start_ray(args) -> str | None:
     repo = str(Path(__file__).resolve().parent.parent)
     path = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)
     ctx = ray.init(
+        address="local",  # always a fresh local cluster: never attach to another grid's by accident
         num_cpus=args.num_cpus,
         include_dashboard=not args.no_dashboard,
         dashboard_host="127.0.0.1",

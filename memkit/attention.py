@@ -207,7 +207,7 @@ class MemoryAttention(nn.Module):
                     lm_count = lm_count + onehot * count
         a_mem = torch.stack(reads, dim=2)
         if expand:
-            self.last_expand_share = float(torch.cat(expand, 1).float().mean())
+            self.last_expand_share = float(torch.cat(expand, 1).detach().float().mean())
 
         g = self.gate().view(1, -1, 1, 1, 1).to(x.dtype)
         y = (g * a_mem + (1 - g) * a_dot).flatten(2, 3)[:, :, P:n]

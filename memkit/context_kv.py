@@ -1,0 +1,170 @@
+"""Context-KV attention: attend over K/V of context vectors taken every ``interval`` tokens.
+
+A small recurrent ``ContextBlock`` turns the token stream into context vectors
+c_t = LN(c_{t−1} + FFN([c_{t−1}; LN(e_t)])). At position p, ``ContextKVCache`` attends over the
+K/V projections of c_p, c_{p−interval}, …, at most ``max_contexts`` of them, never a future one.
+``fixed`` mode always has ``max_contexts`` slots (constant shapes), zero-padded where history is
+short and masked (``mask_padding=False`` is the reports' code: zero contexts attended as they are);
+``dynamic`` keeps only the slots that can exist in the input. With masking both give the same
+output everywhere.
+
+Axes: B batch, T tokens, D hidden, C context dim, H heads, K context slots, V vocab.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from pydantic import Field, model_validator
+from torch import nn
+
+from memkit.spec import Spec
+
+
+class ContextBlock(nn.Module):
+    """e [B,T,D] -> contexts [B,T,C]; recurrent over tokens, so c_t depends on tokens ≤ t only."""
+
+    def __init__(self, input_dim: int, context_dim: int):
+        super().__init__()
+        self.context_dim = context_dim
+        self.norm_in = nn.LayerNorm(input_dim)
+        self.ffn = nn.Sequential(nn.Linear(context_dim + input_dim, 2 * context_dim), nn.GELU(),
+                                 nn.Linear(2 * context_dim, context_dim))
+        self.norm_out = nn.LayerNorm(context_dim)
+
+    def forward(self, e: torch.Tensor, c0: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, _ = e.shape
+        c = e.new_zeros(B, self.context_dim) if c0 is None else c0
+        e = self.norm_in(e)
+        out = []
+        for t in range(T):
+            c = self.norm_out(c + self.ffn(torch.cat((c, e[:, t]), dim=-1)))
+            out.append(c)
+        return torch.stack(out, dim=1)
+
+
+def context_slots(T: int, interval: int, slots: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(index [T,K], valid [T,K]): slot j of position p is context p − j·interval, valid when ≥ 0."""
+    p = torch.arange(T, device=device)[:, None]
+    idx = p - interval * torch.arange(slots, device=device)[None, :]
+    return idx.clamp(min=0), idx >= 0
+
+
+class ContextKVCache(nn.Module):
+    """forward(x [B,T,D], contexts [B,T,C]) -> [B,T,D]: queries from x, keys/values from contexts."""
+
+    def __init__(self, hidden_size: int, num_heads: int, context_dim: int, interval: int, max_contexts: int,
+                 mode: str = "fixed", mask_padding: bool = True):
+        super().__init__()
+        self.num_heads, self.interval, self.max_contexts = num_heads, interval, max_contexts
+        self.mode, self.mask_padding = mode, mask_padding
+        self.q = nn.Linear(hidden_size, hidden_size)
+        self.kv = nn.Linear(context_dim, 2 * hidden_size)
+        self.out = nn.Linear(hidden_size, hidden_size)
+
+    @property
+    def history_tokens(self) -> int:
+        """Tokens of history the slots cover: max_contexts × interval."""
+        return self.max_contexts * self.interval
+
+    def theoretical_max_contexts(self, total_tokens: int) -> int:
+        """How many contexts a stream of ``total_tokens`` produces: total // interval + 1."""
+        return total_tokens // self.interval + 1
+
+    def num_slots(self, T: int) -> int:
+        return self.max_contexts if self.mode == "fixed" else min(self.max_contexts, (T - 1) // self.interval + 1)
+
+    def forward(self, x: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        H = self.num_heads
+        q = rearrange(self.q(x), "b t (h d) -> b h t d", h=H)
+        k, v = rearrange(self.kv(contexts), "b t (two h d) -> two b h t d", two=2, h=H)
+        idx, valid = context_slots(T, self.interval, self.num_slots(T), x.device)
+        # a missing slot holds a zero context, whose K/V projection is the bias
+        k_pad, v_pad = rearrange(self.kv.bias, "(two h d) -> two h d", two=2, h=H)
+        keep = valid[None, None, :, :, None]
+        ks = torch.where(keep, k[:, :, idx], k_pad[None, :, None, None])  # [B,H,T,K,d]
+        vs = torch.where(keep, v[:, :, idx], v_pad[None, :, None, None])
+        scores = torch.einsum("bhtd,bhtkd->bhtk", q, ks) * q.shape[-1] ** -0.5
+        if self.mask_padding:
+            scores = scores.masked_fill(~valid, torch.finfo(scores.dtype).min)
+        y = torch.einsum("bhtk,bhtkd->bhtd", scores.softmax(-1), vs)
+        return self.out(rearrange(y, "b h t d -> b t (h d)"))
+
+
+class ContextKVCacheSpec(Spec):
+    """Settings of the context path: block and cache."""
+
+    context_dim: int = Field(256, ge=1, le=65536, description="context vector size C")
+    interval: int = Field(20, ge=1, le=1_000_000, description="tokens between cached contexts")
+    max_contexts: int = Field(32, ge=1, le=100_000, description="context slots per position")
+    mode: Literal["fixed", "dynamic"] = Field("fixed", description="constant slots, or only those that exist")
+    mask_padding: bool = Field(True, description="mask zero-padded slots (False: the reports' code)")
+
+
+class ContextKVLM(nn.Module):
+    """ids [B,T] -> (logits [B,T,V], None).
+
+    Embeddings e feed the ``ContextBlock``; x = e + ContextKV(LN(e), contexts) enters a GPT-NeoX
+    whose plain layers each see one window of ``window`` tokens (0: the whole input), so the
+    contexts are the only path further back.
+    """
+
+    def __init__(self, vocab_size: int, hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int,
+                 rotary_pct: float, window: int, context: ContextKVCacheSpec):
+        super().__init__()
+        from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+        config = GPTNeoXConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
+                               num_attention_heads=num_heads, intermediate_size=intermediate_size,
+                               rotary_pct=rotary_pct, max_position_embeddings=4096, use_parallel_residual=True,
+                               tie_word_embeddings=False, attn_implementation="sdpa")
+        self.hf = GPTNeoXForCausalLM(config)
+        self.window = window
+        self.context_block = ContextBlock(hidden_size, context.context_dim)
+        self.norm = nn.LayerNorm(hidden_size)
+        self.cache = ContextKVCache(hidden_size, num_heads, **context.model_dump())
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def contexts(self, ids: torch.Tensor) -> torch.Tensor:
+        """[B,T] -> [B,T,C]; without a graph when the block is frozen (Phase 2)."""
+        e = self.hf.gpt_neox.embed_in(ids)
+        frozen = not any(p.requires_grad for p in self.context_block.parameters())
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            return self.context_block(e.detach() if frozen else e)
+
+    def forward(self, ids: torch.Tensor):
+        B, T = ids.shape
+        e = self.hf.gpt_neox.embed_in(ids)
+        x = e + self.cache(self.norm(e), self.contexts(ids))
+        if self.window:
+            if T % self.window:
+                raise ValueError(f"input length {T} must be a multiple of window {self.window}")
+            x = x.reshape(B * (T // self.window), self.window, -1)
+        logits = self.hf(inputs_embeds=x, use_cache=False).logits
+        return logits.reshape(B, T, -1), None
+
+
+class ContextKVLMSpec(Spec):
+    vocab_size: int = Field(50304, ge=2)
+    hidden_size: int = Field(512, ge=1)
+    num_layers: int = Field(2, ge=1, le=256)
+    num_heads: int = Field(8, ge=1)
+    intermediate_size: int = Field(2048, ge=1)
+    rotary_pct: float = Field(0.25, ge=0, le=1)
+    window: int = Field(0, ge=0, description="tokens each plain layer sees (0 = all)")
+    context: ContextKVCacheSpec = Field(default_factory=ContextKVCacheSpec)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
+        return self
+
+    def build(self) -> ContextKVLM:
+        return ContextKVLM(**{name: getattr(self, name) for name in type(self).model_fields})
