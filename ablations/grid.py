@@ -141,8 +141,9 @@ class _Progress:
         from ray.tune import Callback
 
         class Impl(Callback):
-            def __init__(self, labels: dict[str, str], total: int, log_path: Path):
+            def __init__(self, labels: dict[str, str], total: int, log_path: Path, metrics: list[str]):
                 self.labels, self.total, self.log_path, self.done = labels, total, log_path, 0
+                self.metrics = metrics
                 self.last: dict[str, dict] = {}
 
             def _label(self, trial) -> str:
@@ -160,7 +161,7 @@ class _Progress:
             def _record(self, trial, status: str, error: str = "") -> None:
                 self.done += 1
                 row = {"trial": self._label(trial), "status": status, "error": error, "point": trial.config["point"]}
-                row.update({k: v for k, v in self.last.get(trial.trial_id, {}).items() if k in METRICS or k == "train_seconds"})
+                row.update({k: v for k, v in self.last.get(trial.trial_id, {}).items() if k in self.metrics or k == "train_seconds"})
                 with self.log_path.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 print(f"  [{row['trial']}] {status} ({self.done}/{self.total})" + (f": {error}" if error else ""), flush=True)
@@ -185,6 +186,7 @@ def _trial_error(trial) -> str:
 def run_grid(args, module, space, points) -> int:
     from ray import tune
 
+    metrics_cols = getattr(module, "METRICS", METRICS)  # a recipe may name its own figures
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(args.results).resolve() / f"{args.recipe}-{args.preset}-{stamp}"
     out.mkdir(parents=True, exist_ok=True)
@@ -213,7 +215,7 @@ def run_grid(args, module, space, points) -> int:
             name="tune",
             storage_path=str(out / "ray"),
             verbose=2 if args.verbose else 0,
-            callbacks=[_Progress(labels, len(points), out / "trials.jsonl")],
+            callbacks=[_Progress(labels, len(points), out / "trials.jsonl", metrics_cols)],
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
@@ -230,11 +232,11 @@ def run_grid(args, module, space, points) -> int:
             msg = str(res.error).strip().splitlines() if res.error is not None else ["no final result"]
             row.update({"status": "failed", "error": msg[-1] if msg else "failed"})
         else:
-            row.update({m: metrics.get(m) for m in METRICS})
+            row.update({m: metrics.get(m) for m in metrics_cols})
             row.update({"trial_s": metrics.get("train_seconds"), "status": "ok"})
         rows.append(row)
     rows.sort(key=lambda r: [str(r.get(k)) for k in keys])
-    columns = keys + METRICS + ["trial_s", "status"]
+    columns = keys + metrics_cols + ["trial_s", "status"]
     if any(r["status"] != "ok" for r in rows):
         columns.append("error")
     write_results(out, rows, columns)

@@ -118,3 +118,16 @@ def test_phase1_stops_at_the_convergence_threshold():
 def test_bad_context_values_name_the_field(fields, name):
     with pytest.raises(SpecError, match=name):
         ContextKVCacheSpec.create(**fields)
+
+
+def test_recipe_tiny_runs_both_phases_and_grid_keys_parse():
+    from ablations.space import apply_overrides, grid_points, parse_space
+    from recipes import context_kv
+
+    space = parse_space(["interval=2,4", "kv_mode=fixed,dynamic", "max_contexts=4"], context_kv.SPEC, context_kv.ALIASES)
+    assert len(grid_points(context_kv.tiny(), space)) == 4
+    spec = apply_overrides(context_kv.tiny(), {"train.max_epochs": 1, "task.num_train": 32, "task.num_val": 16,
+                                               "oacd.max_iterations": 2})
+    out = context_kv.run(spec, progress=False)
+    assert 1 <= out["oacd_iterations"] <= 2 and 0 < out["trainable_share"] < 1
+    assert 0 <= out["recall_acc"] <= 1 and out["history_tokens"] == 8 * 4

@@ -26,6 +26,9 @@ def grid(*args, timeout=600):
         (["--recipe", "nope"], ["unknown --recipe", "infini_pythia"]),
         (["--preset", "huge"], ["unknown --preset", "tiny"]),
         (["--bogus"], ["unrecognized arguments"]),
+        (["--recipe", "context_kv", "--space", "interval=0"], ["interval", "greater than or equal to 1"]),
+        (["--recipe", "context_kv", "--space", "kv_mode=elastic"], ["kv_mode", "fixed, dynamic"]),
+        (["--recipe", "context_kv", "--space", "max_contexts=x"], ["max_contexts", "integer"]),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, words):
