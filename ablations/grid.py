@@ -1,32 +1,37 @@
 """The ablation grid: one Ray Tune trial per point of a --space, one results table.
 
     python -m ablations.grid --space memories=1,4,8
-    python -m ablations.grid --recipe infini_pythia --preset tiny --space memories=4,8 --space update=linear,delta
+    python -m ablations.grid --space memories=4,8 --space update=linear,delta --seeds 3
+    python -m ablations.grid --resume results/infini_pythia-tiny-20261124-153059
 
-Results go to ``results/<recipe>-<preset>-<time>/``: ``trials.jsonl`` (one line per trial as it
-ends), then ``results.csv`` and ``results.json`` (the table). Bad input exits with status 2 and
-one line; a failed trial is marked in the table and the exit status is 1.
+A grid folder ``results/<recipe>-<preset>-<time>/`` holds ``grid.json`` (what was asked),
+``trials.jsonl`` (one line per trial as it ends: the record resume reads), and the table rebuilt
+from it: ``results.csv`` (per point, mean and std over seeds), ``results_raw.csv`` (per trial),
+``results.json``, ``results.md`` (table and summary) and plots. Bad input exits 2 with one line
+before any trial starts; failed trials are marked and the exit status is 1; Ctrl-C exits 130 and
+leaves a folder that ``--resume`` completes.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
-import math
 import os
+import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from ablations.results import aggregate, display_rows, fmt, read_trials, text_table, write_all
 from ablations.space import SpaceError, grid_points, leaf_fields, parse_space, type_name
-from ablations.trial import load_recipe
+from ablations.trial import is_recipe_path, load_recipe
 
 METRICS = ["recall_acc", "val_ppl", "params", "memory_bytes", "sec_per_epoch", "tokens_per_s", "best_epoch", "epochs",
            "expand_share"]
 RAY_TMP = "/tmp/memkit-ray"  # short: Ray's socket paths must stay under ~107 bytes
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 
 class UsageError(Exception):
@@ -40,12 +45,18 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m ablations.grid", description="Run an ablation grid of a memkit recipe on Ray Tune.")
-    p.add_argument("--recipe", default="infini_pythia", help="module in recipes/ (default: infini_pythia)")
+    p.add_argument("--recipe", default="infini_pythia", help="module in recipes/, or a recipe .py file (default: infini_pythia)")
     p.add_argument("--preset", default="tiny", help="preset of the recipe (default: tiny)")
-    p.add_argument("--space", action="append", default=[], metavar="KEY=V1,V2", help="a swept key; repeat for a cross product")
+    p.add_argument("--space", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a swept key (alias or dotted path); ranges START:STOP:logN|linN; repeat for a cross product")
+    p.add_argument("--seeds", type=int, default=1, help="repeat each point with seeds 0..N-1 (default 1)")
     p.add_argument("--results", default="results", help="folder under which the grid's folder is made")
+    p.add_argument("--resume", metavar="DIR", help="finish an interrupted grid: rerun only its unfinished trials")
     p.add_argument("--cpus-per-trial", type=int, default=1)
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs Ray may use (default: all)")
+    p.add_argument("--gpus-per-trial", type=float, default=1.0, help="GPUs (or a fraction) per trial when Ray sees GPUs")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs a local Ray may use (default: all)")
+    p.add_argument("--address", help="join a running Ray cluster: 'auto' or host:port")
+    p.add_argument("--scheduler", choices=["none", "asha"], default="none", help="asha: stop bad trials early")
     p.add_argument("--no-dashboard", action="store_true", help="start Ray without its dashboard")
     p.add_argument("--list-keys", action="store_true", help="print the recipe's keys and exit")
     p.add_argument("--verbose", action="store_true", help="show Ray's own output")
@@ -53,208 +64,232 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def list_keys(module) -> str:
-    fields = leaf_fields(module.SPEC)
-    base = module.PRESETS["tiny"]() if "tiny" in module.PRESETS else None
-    lines = ["alias            path                                type                default"]
+    base = module.PRESETS["tiny"]() if "tiny" in module.PRESETS else next(iter(module.PRESETS.values()))()
     by_path = {v: k for k, v in module.ALIASES.items()}
-    for path, f in fields.items():
+    lines = [f"{'alias':16} {'path':35} {'type':19} default"]
+    for path, f in leaf_fields(module.SPEC).items():
         default = base
         for part in path.split("."):
-            default = getattr(default, part) if default is not None else f.default
+            default = getattr(default, part)
         lines.append(f"{by_path.get(path, ''):16} {path:35} {type_name(f.annotation):19} {default}")
     return "\n".join(lines)
 
 
+def _check_recipe(name: str):
+    if is_recipe_path(name):
+        if not Path(name).is_file():
+            raise UsageError(f"--recipe {name!r}: no such file")
+    elif not (name.isidentifier() and (RECIPES / f"{name}.py").exists()):
+        available = sorted(p.stem for p in RECIPES.glob("*.py") if p.stem != "__init__")
+        raise UsageError(f"unknown --recipe {name!r}; available: {', '.join(available)} (or a path to a .py file)")
+    module = load_recipe(name)
+    missing = [a for a in ("SPEC", "PRESETS", "ALIASES", "run") if not hasattr(module, a)]
+    if missing:
+        raise UsageError(f"--recipe {name!r} lacks {', '.join(missing)} (see CONTRIBUTING.md, 'Add a recipe')")
+    return module
+
+
 def check_inputs(args) -> tuple[Any, list, list[dict]]:
     """Everything a user can get wrong, checked before Ray starts."""
-    if not (args.recipe.isidentifier() and Path(__file__).parent.parent.joinpath("recipes", f"{args.recipe}.py").exists()):
-        available = sorted(p.stem for p in Path(__file__).parent.parent.joinpath("recipes").glob("*.py") if p.stem != "__init__")
-        raise UsageError(f"unknown --recipe {args.recipe!r}; available: {', '.join(available)}")
-    module = load_recipe(args.recipe)
+    if args.resume:
+        saved = Path(args.resume) / "grid.json"
+        if not saved.is_file():
+            raise UsageError(f"--resume {args.resume!r}: no grid.json there (not a grid folder)")
+        plan = json.loads(saved.read_text())
+        args.recipe, args.preset, args.space, args.seeds = plan["recipe"], plan["preset"], plan["space"], plan["seeds"]
+    module = _check_recipe(args.recipe)
     if args.preset not in module.PRESETS:
         raise UsageError(f"unknown --preset {args.preset!r} for {args.recipe}; available: {', '.join(sorted(module.PRESETS))}")
     if args.cpus_per_trial < 1:
         raise UsageError(f"--cpus-per-trial must be >= 1, got {args.cpus_per_trial}")
+    if not 0 < args.gpus_per_trial <= 64:
+        raise UsageError(f"--gpus-per-trial must be in (0, 64], got {args.gpus_per_trial}")
+    if not 1 <= args.seeds <= 1000:
+        raise UsageError(f"--seeds must be in 1..1000, got {args.seeds}")
     try:
         space = parse_space(args.space, module.SPEC, module.ALIASES)
+        if args.seeds > 1:
+            seed_path = module.ALIASES.get("seed")
+            if seed_path is None:
+                raise SpaceError(f"--seeds: recipe {args.recipe} has no 'seed' alias")
+            if any(p == seed_path for _, p, _ in space):
+                raise SpaceError("--seeds and --space seed=... both set the seed; use one")
+            space.append(("seed", seed_path, list(range(args.seeds))))
         points = grid_points(module.PRESETS[args.preset](), space)
     except SpaceError as e:
         raise UsageError(str(e)) from None
+    if args.address and args.address != "auto":
+        host, _, port = args.address.rpartition(":")
+        if not host or not port.isdigit():
+            raise UsageError(f"--address {args.address!r}: expected 'auto' or host:port")
+        try:
+            socket.create_connection((host, int(port)), timeout=3).close()
+        except OSError as e:
+            raise UsageError(f"--address {args.address}: nothing answers there ({e.strerror or e})") from None
     return module, space, points
 
 
 def start_ray(args) -> str | None:
-    """Start a local Ray quietly; returns the dashboard URL (None without one)."""
+    """Start (or join) Ray quietly; returns the dashboard URL (None without one)."""
     import ray
 
     if not args.verbose:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         for name in ("ray", "ray.tune", "ray.train", "ray.data"):
             logging.getLogger(name).setLevel(logging.ERROR)
-    repo = str(Path(__file__).resolve().parent.parent)
+    repo = str(RECIPES.parent)
     path = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)
-    ctx = ray.init(
-        address="local",  # always a fresh local cluster: never attach to another grid's by accident
-        num_cpus=args.num_cpus,
-        include_dashboard=not args.no_dashboard,
-        dashboard_host="127.0.0.1",
-        _temp_dir=RAY_TMP,
-        log_to_driver=args.verbose,
-        logging_level=logging.INFO if args.verbose else logging.ERROR,
-        runtime_env={"env_vars": {"PYTHONPATH": path}},
-    )
+    common = dict(log_to_driver=args.verbose, logging_level=logging.INFO if args.verbose else logging.ERROR,
+                  runtime_env={"env_vars": {"PYTHONPATH": path}})
+    try:
+        if args.address:
+            ctx = ray.init(address=args.address, **common)
+        else:  # always a fresh local cluster: never attach to another grid's by accident
+            ctx = ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=not args.no_dashboard,
+                           dashboard_host="127.0.0.1", _temp_dir=RAY_TMP, **common)
+    except Exception as e:  # noqa: BLE001  (Ray raises several types for a cluster it cannot join)
+        raise UsageError(f"--address {args.address or 'local'}: Ray could not start or join ({str(e).splitlines()[0]})") from None
     url = getattr(ctx, "dashboard_url", None)
     return f"http://{url}" if url and not url.startswith("http") else url
 
 
 def dashboard_help(url: str | None) -> str:
     if not url:
-        return "Ray dashboard: off (--no-dashboard)"
+        return "Ray dashboard: off"
     token_path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
         return f"Ray dashboard: {url} (token auth disabled)"
-    return (
-        f"Ray dashboard: {url}  (token auth is on: paste the token from {token_path}, "
-        "or print it with `ray get-auth-token`)"
-    )
+    return (f"Ray dashboard: {url}  (token auth is on: paste the token from {token_path}, "
+            "or print it with `ray get-auth-token`)")
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3e}"
-    return str(v)
+def _make_callback(labels: dict[str, str], total: int, log_path: Path, metrics: list[str]):
+    """A Tune callback: one compact line per epoch; each finished trial appended to trials.jsonl."""
+    from ray.tune import Callback
 
+    class Progress(Callback):
+        def __init__(self):
+            self.done, self.last, self.history = 0, {}, {}
 
-def format_table(rows: list[dict], columns: list[str]) -> str:
-    cells = [[_fmt(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
-    line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, widths))  # noqa: E731
-    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])
+        def _label(self, trial) -> str:
+            return labels.get(json.dumps(trial.config["point"], sort_keys=True), trial.trial_id)
 
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.last[trial.trial_id] = result
+            if not result.get("final"):
+                self.history.setdefault(trial.trial_id, []).append(
+                    {k: result.get(k) for k in ("epoch", "train_ppl", "val_ppl", "val_acc", "seconds")})
+                print(f"  [{self._label(trial)}] epoch {result.get('epoch')}  val_acc={fmt(result.get('val_acc'))}"
+                      f"  val_ppl={fmt(result.get('val_ppl'))}  {fmt(result.get('seconds'))}s", flush=True)
 
-class _Progress:
-    """A Tune callback: one compact line per epoch, and each finished trial appended to trials.jsonl."""
+        def _record(self, trial, status: str, error: str = "") -> None:
+            self.done += 1
+            last = self.last.get(trial.trial_id, {})
+            if status == "ok" and not last.get("final"):  # stopped early by the scheduler
+                status, last = "stopped", {**last, "recall_acc": last.get("val_acc")}
+            row = {"trial": self._label(trial), "status": status, "error": error, "point": trial.config["point"],
+                   "history": self.history.get(trial.trial_id, [])}
+            row.update({k: v for k, v in last.items() if k in metrics or k == "train_seconds"})
+            with log_path.open("a") as f:
+                f.write(json.dumps(row, default=str) + "\n")
+            print(f"  [{row['trial']}] {status} ({self.done}/{total})" + (f": {error}" if error else ""), flush=True)
 
-    def __new__(cls, *a, **k):
-        from ray.tune import Callback
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._record(trial, "ok")
 
-        class Impl(Callback):
-            def __init__(self, labels: dict[str, str], total: int, log_path: Path, metrics: list[str]):
-                self.labels, self.total, self.log_path, self.done = labels, total, log_path, 0
-                self.metrics = metrics
-                self.last: dict[str, dict] = {}
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._record(trial, "failed", _trial_error(trial))
 
-            def _label(self, trial) -> str:
-                return self.labels.get(json.dumps(trial.config["point"], sort_keys=True), trial.trial_id)
-
-            def on_trial_result(self, iteration, trials, trial, result, **info):
-                self.last[trial.trial_id] = result
-                if not result.get("final"):
-                    print(
-                        f"  [{self._label(trial)}] epoch {result.get('epoch')}  val_acc={_fmt(result.get('val_acc'))}"
-                        f"  val_ppl={_fmt(result.get('val_ppl'))}  {_fmt(result.get('seconds'))}s",
-                        flush=True,
-                    )
-
-            def _record(self, trial, status: str, error: str = "") -> None:
-                self.done += 1
-                row = {"trial": self._label(trial), "status": status, "error": error, "point": trial.config["point"]}
-                row.update({k: v for k, v in self.last.get(trial.trial_id, {}).items() if k in self.metrics or k == "train_seconds"})
-                with self.log_path.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
-                print(f"  [{row['trial']}] {status} ({self.done}/{self.total})" + (f": {error}" if error else ""), flush=True)
-
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                self._record(trial, "ok")
-
-            def on_trial_error(self, iteration, trials, trial, **info):
-                self._record(trial, "failed", _trial_error(trial))
-
-        return Impl(*a, **k)
+    return Progress()
 
 
 def _trial_error(trial) -> str:
     err = getattr(trial, "error_msg", None) or ""
-    if not err and getattr(trial, "error_file", None) and os.path.exists(trial.error_file):
-        err = Path(trial.error_file).read_text()
-    lines = [ln for ln in str(err).strip().splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else "trial failed"
+    path = getattr(trial, "error_file", None)
+    if not err and path and os.path.exists(path):
+        err = Path(path).read_text()
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "trial failed"
 
 
-def run_grid(args, module, space, points) -> int:
+def _run_trials(args, todo: list[dict], labels: dict[str, str], out: Path, metrics: list[str]) -> None:
+    import ray
     from ray import tune
-
-    metrics_cols = getattr(module, "METRICS", METRICS)  # a recipe may name its own figures
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = Path(args.results).resolve() / f"{args.recipe}-{args.preset}-{stamp}"
-    out.mkdir(parents=True, exist_ok=True)
-    keys = [k for k, _, _ in space]
-    paths = [p for _, p, _ in space]
-    labels = {
-        json.dumps(pt, sort_keys=True): (",".join(f"{k}={pt[p]}" for k, p in zip(keys, paths)) or args.preset)
-        for pt in points
-    }
-    print(f"grid: {len(points)} trial(s) of {args.recipe}/{args.preset}; results in {out}", flush=True)
-    url = start_ray(args)
-    print(dashboard_help(url), flush=True)
 
     from ablations.trial import tune_trainable
 
-    trainable = tune.with_resources(tune_trainable, {"cpu": args.cpus_per_trial})
+    url = start_ray(args)
+    print(dashboard_help(url), flush=True)
+    resources: dict[str, float] = {"cpu": args.cpus_per_trial}
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if gpus:
+        resources["gpu"] = min(args.gpus_per_trial, gpus)
+    print(f"resources per trial: {resources} (cluster: {int(ray.cluster_resources().get('CPU', 0))} CPUs, {gpus:g} GPUs)")
+    scheduler = None
+    if args.scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        scheduler = ASHAScheduler(metric="val_loss", mode="min", grace_period=1)
     tuner = tune.Tuner(
-        trainable,
-        param_space={
-            "recipe": args.recipe,
-            "preset": args.preset,
-            "threads": args.cpus_per_trial,
-            "point": tune.grid_search(points),
-        },
+        tune.with_resources(tune_trainable, resources),
+        param_space={"recipe": str(Path(args.recipe).resolve()) if is_recipe_path(args.recipe) else args.recipe,
+                     "preset": args.preset, "threads": args.cpus_per_trial, "point": tune.grid_search(todo)},
+        tune_config=tune.TuneConfig(scheduler=scheduler),
         run_config=tune.RunConfig(
-            name="tune",
-            storage_path=str(out / "ray"),
-            verbose=2 if args.verbose else 0,
-            callbacks=[_Progress(labels, len(points), out / "trials.jsonl", metrics_cols)],
+            name="tune", storage_path=str(out / "ray"), verbose=2 if args.verbose else 0,
+            callbacks=[_make_callback(labels, len(todo), out / "trials.jsonl", metrics)],
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
+    tuner.fit()
+
+
+def run_grid(args, module, space, points) -> int:
+    metrics = getattr(module, "METRICS", METRICS)  # a recipe may name its own figures
+    if args.resume:
+        out = Path(args.resume).resolve()
+    else:
+        out = Path(args.results).resolve() / f"{Path(args.recipe).stem}-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "grid.json").write_text(json.dumps(
+            {"recipe": str(Path(args.recipe).resolve()) if is_recipe_path(args.recipe) else args.recipe,
+             "preset": args.preset, "space": args.space, "seeds": args.seeds}, indent=2))
+    keys = [(k, p) for k, p, _ in space]
+    key_of = lambda pt: json.dumps(pt, sort_keys=True)  # noqa: E731
+    labels = {key_of(pt): ",".join(f"{k}={pt[p]}" for k, p in keys) or args.preset for pt in points}
+    finished = {key_of(t["point"]) for t in read_trials(out / "trials.jsonl") if t["status"] in ("ok", "stopped")}
+    todo = [pt for pt in points if key_of(pt) not in finished]
+    print(f"grid: {len(points)} trial(s) of {args.recipe}/{args.preset}, {len(points) - len(todo)} already done; "
+          f"results in {out}", flush=True)
     t0 = time.perf_counter()
-    results = tuner.fit()
+    interrupted = False
+    try:
+        if todo:
+            _run_trials(args, todo, labels, out, metrics)
+    except KeyboardInterrupt:
+        interrupted = True
     wall = time.perf_counter() - t0
-
-    rows = []
-    for res in results:
-        point = res.config["point"]
-        row = {k: point.get(p) for k, p in zip(keys, paths)}
-        metrics = res.metrics or {}
-        if res.error is not None or not metrics.get("final"):
-            msg = str(res.error).strip().splitlines() if res.error is not None else ["no final result"]
-            row.update({"status": "failed", "error": msg[-1] if msg else "failed"})
-        else:
-            row.update({m: metrics.get(m) for m in metrics_cols})
-            row.update({"trial_s": metrics.get("train_seconds"), "status": "ok"})
-        rows.append(row)
-    rows.sort(key=lambda r: [str(r.get(k)) for k in keys])
-    columns = keys + metrics_cols + ["trial_s", "status"]
-    if any(r["status"] != "ok" for r in rows):
-        columns.append("error")
-    write_results(out, rows, columns)
-    print()
-    print(format_table(rows, columns))
-    print(f"\nwall {wall:.1f}s; table: {out / 'results.csv'} and results.json")
-    failed = sum(r["status"] != "ok" for r in rows)
+    wanted = {key_of(pt) for pt in points}
+    trials = [t for t in read_trials(out / "trials.jsonl") if key_of(t["point"]) in wanted]
+    seed_path = module.ALIASES.get("seed") if args.seeds > 1 else None
+    rows = aggregate(trials, keys, seed_path, metrics)
+    names = [k for k, p in keys if p != seed_path]
+    lines = write_all(out, trials, rows, names, metrics) if rows else []
+    if rows:
+        print()
+        print(text_table(*display_rows(rows, names, metrics)))
+        for line in lines:
+            print(f"- {line}")
+    print(f"\nwall {wall:.1f}s; table: {out / 'results.csv'} (also .md, .json, raw, plots)")
+    missing = len(wanted) - sum(t["status"] in ("ok", "stopped") for t in trials)
+    failed = sum(t["status"] == "failed" for t in trials)
+    if interrupted or missing > failed:
+        print(f"interrupted: {missing - failed} trial(s) unfinished; finish with --resume {out}", file=sys.stderr)
+        return 130
     if failed:
-        print(f"{failed} of {len(rows)} trial(s) failed", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def write_results(out: Path, rows: list[dict], columns: list[str]) -> None:
-    with (out / "results.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    (out / "results.json").write_text(json.dumps(rows, indent=2, default=str))
+        print(f"{failed} of {len(wanted)} trial(s) failed; rerun them with --resume {out}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,19 +297,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.list_keys:
-            print(list_keys(check_inputs(args)[0]))
+            print(list_keys(_check_recipe(args.recipe)))
             return 0
         module, space, points = check_inputs(args)
+        return run_grid(args, module, space, points)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    try:
-        return run_grid(args, module, space, points)
     finally:
-        import ray
+        if "ray" in sys.modules:
+            import ray
 
-        if ray.is_initialized():
-            ray.shutdown()
+            if ray.is_initialized():
+                ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -96,6 +96,62 @@ def parse_value(text: str, ann: Any, key: str) -> Any:
     raise SpaceError(f"{key}: fields of type {type_name(ann)} cannot be set from the command line")
 
 
+def _numeric(ann: Any) -> type | None:
+    """int or float when the field takes one (optional allowed), else None."""
+    args = typing.get_args(ann) if typing.get_origin(ann) in (typing.Union, types.UnionType) else (ann,)
+    for t in (int, float):
+        if t in args:
+            return t
+    return None
+
+
+def expand_range(text: str, ann: Any, key: str) -> list:
+    """START:STOP:logN or START:STOP:linN (N points, both ends included); for ints also
+    START:STOP (step 1) and START:STOP:STEP."""
+    kind = _numeric(ann)
+    if kind is None:
+        raise SpaceError(f"{key}: ranges need a number field; {key} is {type_name(ann)}")
+    parts = text.split(":")
+    form = f"{key}: range {text!r} must be START:STOP:logN, START:STOP:linN" + (" or START:STOP[:STEP]" if kind is int else "")
+    if len(parts) not in (2, 3):
+        raise SpaceError(form)
+    try:
+        lo, hi = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise SpaceError(form) from None
+    spec = parts[2].strip().lower() if len(parts) == 3 else "1"
+    if spec.startswith(("log", "lin")):
+        try:
+            n = int(spec[3:])
+        except ValueError:
+            raise SpaceError(form) from None
+        if n < 2 or n > 1000:
+            raise SpaceError(f"{key}: range {text!r} needs 2..1000 points")
+        if spec.startswith("log"):
+            if lo <= 0 or hi <= 0:
+                raise SpaceError(f"{key}: log range {text!r} needs positive ends")
+            vals = [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
+        else:
+            vals = [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+    else:
+        if kind is not int:
+            raise SpaceError(form)
+        try:
+            step = int(spec)
+        except ValueError:
+            raise SpaceError(form) from None
+        if step <= 0 or lo != int(lo) or hi != int(hi) or hi < lo or (hi - lo) / step > 1000:
+            raise SpaceError(f"{key}: range {text!r} needs integer ends, STOP >= START and a positive step")
+        vals = list(range(int(lo), int(hi) + 1, step))
+    if kind is int:
+        vals = [int(round(v)) for v in vals]
+        if len(set(vals)) != len(vals):
+            raise SpaceError(f"{key}: range {text!r} gives repeated integers; use fewer points")
+    else:
+        vals = [float(f"{v:.6g}") for v in vals]
+    return vals
+
+
 def resolve_key(key: str, fields: dict[str, Field_], aliases: dict[str, str]) -> str:
     if key in aliases:
         return aliases[key]
@@ -121,7 +177,8 @@ def parse_space(items: list[str], spec_cls: type[Spec], aliases: dict[str, str])
         parts = [p for p in raw.split(",")]
         if not raw.strip() or any(not p.strip() for p in parts):
             raise SpaceError(f"--space {key}: empty value in {raw!r}; expected V1,V2,...")
-        values = [parse_value(p, fields[path].annotation, key) for p in parts]
+        ann = fields[path].annotation
+        values = [v for p in parts for v in (expand_range(p, ann, key) if ":" in p else [parse_value(p, ann, key)])]
         if len(set(map(repr, values))) != len(values):
             raise SpaceError(f"--space {key}: repeated value in {raw!r}")
         out.append((key, path, values))

@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import math
+import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from ablations.space import apply_overrides
 
 
+def is_recipe_path(name: str) -> bool:
+    return name.endswith(".py") or "/" in name
+
+
 def load_recipe(name: str):
-    """Import ``recipes.<name>``; it must define PRESETS, SPEC, ALIASES and run()."""
-    return importlib.import_module(f"recipes.{name}")
+    """``recipes.<name>``, or a recipe file by path (a user's own, outside the repo). It must
+    define PRESETS, SPEC, ALIASES and run()."""
+    if not is_recipe_path(name):
+        return importlib.import_module(f"recipes.{name}")
+    path = Path(name).resolve()
+    mod_name = f"memkit_user_recipe_{abs(hash(str(path)))}"
+    if mod_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[mod_name]
 
 
 def run_point(
@@ -18,8 +36,10 @@ def run_point(
 ) -> dict:
     module = load_recipe(recipe)
     spec = apply_overrides(module.PRESETS[preset](), overrides)
-    if threads:
-        spec = apply_overrides(spec, {"train.threads": threads})
+    if threads:  # as many torch threads as CPUs the trial was given: trials must not oversubscribe
+        import torch
+
+        torch.set_num_threads(threads)
     return module.run(spec, on_epoch=on_epoch, progress=False)
 
 
@@ -31,4 +51,7 @@ def tune_trainable(config: dict) -> None:
         tune.report({**row, "final": False})
 
     metrics = run_point(config["recipe"], config["preset"], config["point"], config.get("threads", 0), on_epoch)
-    tune.report({**metrics, "final": True})
+    # val_loss in the last result too: a scheduler (ASHA) reads its metric from every result
+    ppl = metrics.get("val_ppl")
+    val_loss = math.log(ppl) if ppl and ppl == ppl and ppl > 0 else float("nan")
+    tune.report({**metrics, "val_loss": val_loss, "final": True})

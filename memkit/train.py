@@ -12,7 +12,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 from pydantic import Field
@@ -33,6 +33,7 @@ class TrainSpec(Spec):
     warmup_steps: int = Field(50, ge=0)
     seed: int = Field(0, ge=0)
     threads: int = Field(0, ge=0, description="torch CPU threads (0 = leave as is)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
 
 
 @dataclass
@@ -108,6 +109,8 @@ def train(
         torch.set_num_threads(spec.threads)
     if progress is None:
         progress = sys.stderr.isatty()
+    if spec.device == "cuda" or (spec.device == "auto" and torch.cuda.is_available()):
+        model.to("cuda")
     device = next(model.parameters()).device
     opt = torch.optim.AdamW(param_groups(model, spec))
     base_lrs = [g["lr"] for g in opt.param_groups]
