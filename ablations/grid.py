@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import socket
 import sys
 import time
@@ -280,7 +281,11 @@ def run_grid(args, module, space, points) -> int:
         print(text_table(*display_rows(rows, names, metrics)))
         for line in lines:
             print(f"- {line}")
-    print(f"\nwall {wall:.1f}s; table: {out / 'results.csv'} (also .md, .json, raw, plots)")
+    own = sum(t.get("train_seconds") or 0.0 for t in trials if key_of(t["point"]) in {key_of(p) for p in todo})
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\nwall {wall:.1f}s for {len(todo)} trial(s) whose own times sum to {own:.1f}s; "
+          f"driver peak memory {peak_mb:.0f} MB")
+    print(f"table: {out / 'results.csv'} (also .md, .json, raw, plots)")
     missing = len(wanted) - sum(t["status"] in ("ok", "stopped") for t in trials)
     failed = sum(t["status"] == "failed" for t in trials)
     if interrupted or missing > failed:

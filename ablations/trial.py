@@ -47,11 +47,14 @@ def tune_trainable(config: dict) -> None:
     """Ray Tune entry: reports each epoch as it ends, then the final figures (``final=True``)."""
     from ray import tune
 
+    def with_loss(row: dict) -> dict:
+        # a scheduler (ASHA) reads val_loss from every result; recipes may report only val_ppl
+        ppl = row.get("val_ppl")
+        loss = math.log(ppl) if isinstance(ppl, (int, float)) and ppl > 0 and math.isfinite(ppl) else float("nan")
+        return {"val_loss": loss, **row}
+
     def on_epoch(row: dict) -> None:
-        tune.report({**row, "final": False})
+        tune.report({**with_loss(row), "final": False})
 
     metrics = run_point(config["recipe"], config["preset"], config["point"], config.get("threads", 0), on_epoch)
-    # val_loss in the last result too: a scheduler (ASHA) reads its metric from every result
-    ppl = metrics.get("val_ppl")
-    val_loss = math.log(ppl) if ppl and ppl == ppl and ppl > 0 else float("nan")
-    tune.report({**metrics, "val_loss": val_loss, "final": True})
+    tune.report({**with_loss(metrics), "final": True})

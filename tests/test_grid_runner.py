@@ -155,3 +155,11 @@ def test_malformed_ranges_never_crash(text):
         parse_space([f"lr={text}"], SPEC, ALIASES)
     except SpaceError:
         pass
+
+
+@pytest.mark.slow
+def test_asha_scheduler_runs_with_recipes_that_report_only_perplexity(toy, tmp_path):
+    recipe, count = toy
+    res = grid("--recipe", str(recipe), "--space", "x=0,1", "--scheduler", "asha", "--results", str(tmp_path / "r"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert sorted(count.read_text().split()) == ["0,0", "1,0"]
