@@ -24,7 +24,7 @@ from torch import nn
 
 from memkit.hierarchical import ExpansionGate, coarse
 from memkit.landmark import Landmark
-from memkit.ops.memory import causal_linear, causal_softmax, read_memories
+from memkit.ops.memory import causal_linear, causal_softmax, mixed_read, read_memories
 from memkit.selector import Selector
 from memkit.spec import Spec
 from memkit.store import MemoryState, MemoryStore
@@ -103,6 +103,7 @@ class MemoryAttention(nn.Module):
         selection_score: str = "scaled",
         memory_scope: str = "sequence",
         write_scale: str = "equal",
+        hsa_pool: int = 8,
     ):
         super().__init__()
         self.hidden_size, self.num_heads = hidden_size, num_heads
@@ -116,13 +117,14 @@ class MemoryAttention(nn.Module):
         self.store = MemoryStore(num_heads, self.head_dim, update, eps, num_memories)
         self.write_policy, self.fill_segments = write_policy, fill_segments
         multi = num_memories > 1
-        self.landmark = Landmark(landmark, self.head_dim) if multi else None
+        self.landmark = Landmark(landmark, self.head_dim, hsa_pool) if multi else None
         self.selector = Selector(selection, top_k, selection_scope, selection_score) if multi else None
         self.memory_scope, self.write_scale = memory_scope, write_scale
         self._shared: MemoryState | None = None  # memory_scope="batch_shared" only: carried across calls
         self.q_slc = nn.Linear(hidden_size, hidden_size) if multi and selection_query == "projection" else None
         self.expansion = ExpansionGate(hidden_size, hierarchy) if multi and hierarchy != "none" else None
         self.last_expand_share: float = float("nan")  # diagnostics: share of tokens that read fine memories
+        self.read_group = 64  # segments read in one batched call (1 = one call per segment, the reference)
 
     @property
     def num_memories(self) -> int:
@@ -190,24 +192,29 @@ class MemoryAttention(nn.Module):
             return self._forward_batch_shared(x, qs, qsel_s, ks, vs, a_dot, p, P, n, full), state
 
         # Memory branch: segment s reads the state written by segments < s, then is written.
-        mem, lm_sum, lm_count, reads, expand = state.memory, state.lm_sum, state.lm_count, [], []
+        # Writes are sequential (delta needs the state before each); landmark chunk summaries
+        # depend on keys only, so they are computed for every complete segment in one call.
+        mem, lm_sum, lm_count, before = state.memory, state.lm_sum, state.lm_count, []
+        adds = None
+        if lm_sum is not None and full:
+            flat = ks[:, :, :full].transpose(1, 2).flatten(0, 1)  # [B·full,H,L,d]
+            adds, count = self.landmark.chunk_summary(flat)
+            adds = adds.unflatten(0, (B, full))  # [B,full,H,d]
         for s in range(S):
-            gate_p = None if p is None else p[:, s]
-            reads.append(self._read(mem, lm_sum, lm_count, qs[:, :, s], qsel_s[:, :, s], gate_p))
-            if gate_p is not None:
-                real = min(L, n - s * L)
-                expand.append(gate_p[:, :real] if self.expansion.mode == "soft" else (gate_p[:, :real] >= 0.5))
+            before.append((mem, lm_sum, lm_count))
             if s < full:
                 target = self._target(mem, lm_sum, lm_count, ks[:, :, s], memory)
                 mem = self.store.write(mem, ks[:, :, s], vs[:, :, s], target)
                 if lm_sum is not None:
-                    add, count = self.landmark.chunk_summary(ks[:, :, s])
                     onehot = F.one_hot(torch.as_tensor(target, device=x.device).expand(B), self.num_memories)
-                    lm_sum = lm_sum + onehot[:, :, None, None].to(add.dtype) * add[:, None]
+                    lm_sum = lm_sum + onehot[:, :, None, None].to(adds.dtype) * adds[:, s, None]
                     lm_count = lm_count + onehot * count
-        a_mem = torch.stack(reads, dim=2)
-        if expand:
-            self.last_expand_share = float(torch.cat(expand, 1).detach().float().mean())
+        a_mem = torch.cat([self._read_segments(before[g0 : g0 + self.read_group], qs, qsel_s, p, g0)
+                           for g0 in range(0, S, self.read_group)], dim=2)
+        if p is not None:
+            real = p.flatten(1)[:, P:n]
+            share = real if self.expansion.mode == "soft" else (real >= 0.5)
+            self.last_expand_share = float(share.detach().float().mean())
 
         g = self.gate().view(1, -1, 1, 1, 1).to(x.dtype)
         y = (g * a_mem + (1 - g) * a_dot).flatten(2, 3)[:, :, P:n]
@@ -251,6 +258,19 @@ class MemoryAttention(nn.Module):
         y = (g * a_mem + (1 - g) * a_dot).flatten(2, 3)[:, :, P:n]
         return self.out(rearrange(y, "b h t d -> b t (h d)"))
 
+    def _read_segments(self, before: list, qs, qsel_s, p, g0: int) -> torch.Tensor:
+        """Reads of segments g0.. in one batched call: each segment's state joins the batch axis.
+        before: [(MemoryState, lm_sum, lm_count)] per segment; qs, qsel_s [B,H,S,L,d] -> [B,H,g,L,d]."""
+        g = len(before)
+        B = qs.shape[0]
+        join = lambda ts: None if ts[0] is None else torch.stack(ts, 1).flatten(0, 1)  # noqa: E731  [B·g,...]
+        mems = [b[0] for b in before]
+        mem = MemoryState(M=join([m.M for m in mems]), z=join([m.z for m in mems]), writes=mems[0].writes)
+        part = lambda t: t[:, :, g0 : g0 + g].transpose(1, 2).flatten(0, 1)  # noqa: E731  [B·g,H,L,d]
+        gate_p = None if p is None else p[:, g0 : g0 + g].flatten(0, 1)
+        out = self._read(mem, join([b[1] for b in before]), join([b[2] for b in before]), part(qs), part(qsel_s), gate_p)
+        return out.unflatten(0, (B, g)).transpose(1, 2)
+
     def _target(self, mem: MemoryState, lm_sum, lm_count, k: torch.Tensor, forced):
         """Which memory this segment is written to: an int, or LongTensor [B]."""
         N = self.num_memories
@@ -279,10 +299,10 @@ class MemoryAttention(nn.Module):
             for b, row in enumerate(p >= 0.5):
                 idx = row.nonzero().squeeze(-1)
                 if idx.numel():
-                    r = read_memories(M[b : b + 1], z[b : b + 1], q[b : b + 1, :, idx], self.eps)
-                    fine[b : b + 1, :, idx] = torch.einsum("bhtn,bnhtd->bhtd", weights[b : b + 1, :, idx], r)
+                    fine[b : b + 1, :, idx] = mixed_read(M[b : b + 1], z[b : b + 1], q[b : b + 1, :, idx],
+                                                         weights[b : b + 1, :, idx], self.eps)
         else:
-            fine = torch.einsum("bhtn,bnhtd->bhtd", weights, read_memories(M, z, q, self.eps))
+            fine = mixed_read(M, z, q, weights, self.eps)
         if self.expansion is None:
             return fine
         Mc, zc = coarse(M, z)
@@ -317,6 +337,7 @@ class MemoryAttentionSpec(Spec):
     selection_score: Literal["scaled", "reports"] = Field("scaled", description="q·ℓ/√d, or σ(q)·ℓ unscaled")
     memory_scope: Literal["sequence", "batch_shared"] = Field("sequence", description="one memory per sequence, or one shared by the batch across steps")
     write_scale: Literal["equal", "reports"] = Field("equal", description="batch_shared: M and z scaled alike, or M/(B·T) and z/B")
+    hsa_pool: int = Field(8, ge=1, le=4096, description="hsa landmark: keys enter the encoder as means of this many")
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -6,7 +6,9 @@ Types:
 - ``learned``: a Linear(d → d) map of z_n, shared across heads (d² parameters: 4,096 at d = 64);
 - ``hsa``: a ChunkEncoder (arXiv:2510.17196, as used by HSA, arXiv:2511.23319): a 2-layer
   bidirectional Transformer encoder over [CLS] + the keys of each written segment; the [CLS]
-  output is the chunk's landmark. A memory holding several chunks takes the mean of its chunks'
+  output is the chunk's landmark. The keys enter as means of runs of ``hsa_pool`` keys (8 by
+  default; 1 = every key, as the reports' encoder), which cuts the encoder's cost by that factor.
+  A memory holding several chunks takes the mean of its chunks'
   landmarks (rule: every chunk counts equally, whatever its position).
 
 ``mean_k`` and ``hsa`` keep running sums in the layer state (``lm_sum`` [B,N,H,d], ``lm_count``
@@ -18,6 +20,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 LandmarkType = Literal["memory_norm", "mean_k", "learned", "hsa"]
@@ -26,8 +29,9 @@ LandmarkType = Literal["memory_norm", "mean_k", "learned", "hsa"]
 class ChunkEncoder(nn.Module):
     """[CLS] + keys of a chunk -> the [CLS] output. keys [B,H,T,d] -> [B,H,d]; shared across heads."""
 
-    def __init__(self, dim: int, layers: int = 2, heads: int = 4):
+    def __init__(self, dim: int, layers: int = 2, heads: int = 4, pool: int = 1):
         super().__init__()
+        self.pool = pool
         heads = max(h for h in range(1, heads + 1) if dim % h == 0)
         self.cls = nn.Parameter(torch.randn(dim) * dim**-0.5)
         layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=4 * dim, dropout=0.0, batch_first=True,
@@ -35,6 +39,13 @@ class ChunkEncoder(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
     def forward(self, keys: torch.Tensor) -> torch.Tensor:
+        if self.pool > 1:  # mean of each run of `pool` keys: pool× fewer tokens through the encoder
+            B, H, T, d = keys.shape
+            pad = -T % self.pool
+            summed = F.pad(keys, (0, 0, 0, pad)).unflatten(2, (-1, self.pool)).sum(3)
+            counts = torch.full((summed.shape[2],), float(self.pool), device=keys.device, dtype=keys.dtype)
+            counts[-1] = self.pool - pad
+            keys = summed / counts[:, None]
         B, H, T, d = keys.shape
         x = torch.cat((self.cls.expand(B * H, 1, d).to(keys.dtype), keys.reshape(B * H, T, d)), dim=1)
         return self.encoder(x)[:, 0].reshape(B, H, d)
@@ -43,11 +54,11 @@ class ChunkEncoder(nn.Module):
 class Landmark(nn.Module):
     """Summaries of N memories. ``landmarks(z, lm_sum, lm_count) -> [B,N,H,d]``."""
 
-    def __init__(self, type: LandmarkType, head_dim: int):
+    def __init__(self, type: LandmarkType, head_dim: int, hsa_pool: int = 8):
         super().__init__()
         self.type = type
         self.map = nn.Linear(head_dim, head_dim, bias=False) if type == "learned" else None
-        self.encoder = ChunkEncoder(head_dim) if type == "hsa" else None
+        self.encoder = ChunkEncoder(head_dim, pool=hsa_pool) if type == "hsa" else None
 
     @property
     def keeps_sums(self) -> bool:

@@ -110,3 +110,15 @@ def test_write_policies_pick_memories():
     _, used, state = counts(write_policy="nearest", landmark="mean_k")
     assert used == 3  # every memory is seeded before 'nearest' picks
     assert state.lm_count.sum().item() == 12  # mean_k counts keys
+
+
+def test_hsa_pooling_matches_mean_of_key_runs():
+    from memkit.landmark import ChunkEncoder
+
+    torch.manual_seed(0)
+    enc = ChunkEncoder(8, pool=3).double().eval()
+    keys = torch.randn(2, 2, 7, 8, dtype=torch.float64)
+    pooled = torch.stack([keys[:, :, 0:3].mean(2), keys[:, :, 3:6].mean(2), keys[:, :, 6:7].mean(2)], 2)
+    enc1 = ChunkEncoder(8, pool=1).double().eval()
+    enc1.load_state_dict(enc.state_dict())
+    torch.testing.assert_close(enc(keys), enc1(pooled))

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from memkit.ops.naive import feature
 
-__all__ = ["feature", "read_memories", "segment_write", "causal_softmax", "causal_linear"]
+__all__ = ["feature", "read_memories", "mixed_read", "segment_write", "causal_softmax", "causal_linear"]
 
 
 def read_memories(M: torch.Tensor, z: torch.Tensor, q: torch.Tensor, eps: float) -> torch.Tensor:
@@ -21,6 +21,20 @@ def read_memories(M: torch.Tensor, z: torch.Tensor, q: torch.Tensor, eps: float)
     num = torch.einsum("bhtd,bnhde->bnhte", sq, M)
     den = torch.einsum("bhtd,bnhd->bnht", sq, z).unsqueeze(-1) + eps
     return num / den
+
+
+def mixed_read(M: torch.Tensor, z: torch.Tensor, q: torch.Tensor, weights: torch.Tensor, eps: float) -> torch.Tensor:
+    """Σ_n w_n · σ(q) M_n / (σ(q)·z_n + ε) without forming the N reads. weights [B,H,T,N] -> [B,H,T,d].
+
+    Fast path of ``einsum("bhtn,bnhtd->bhtd", weights, read_memories(...))``: the weights are
+    folded into the normaliser, then one matmul over the joined (memory, dim) axis.
+    """
+    sq = feature(q)
+    B, H, T, d = q.shape
+    N = M.shape[1]
+    coef = weights / (torch.einsum("bhtd,bnhd->bhtn", sq, z) + eps)  # [B,H,T,N]
+    a = (coef.unsqueeze(-1) * sq.unsqueeze(-2)).reshape(B, H, T, N * d)
+    return a @ M.transpose(1, 2).reshape(B, H, N * d, M.shape[-1])
 
 
 def segment_write(

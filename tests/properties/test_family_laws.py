@@ -127,3 +127,19 @@ def test_hard_gate_skip_at_inference_equals_the_full_computation(seed):
     skipped, _ = layer(x)
     torch.testing.assert_close(skipped, full)
     assert 0.0 <= layer.last_expand_share <= 1.0
+
+
+@given(cfg=options, seed=seeds, T=st.integers(1, 20), group=st.integers(2, 5), train=st.booleans())
+def test_batched_segment_reads_equal_the_per_segment_reference(cfg, seed, T, group, train):
+    torch.manual_seed(seed)
+    layer = MemoryAttentionSpec(hidden_size=8, num_heads=2, segment_len=3, update="delta", **cfg).build().double()
+    layer.train(train)
+    x = torch.randn(2, T, 8, dtype=torch.float64, requires_grad=True)
+    layer.read_group = 1  # reference: one read call per segment
+    ref, _ = layer(x)
+    (g_ref,) = torch.autograd.grad(ref.square().sum(), x)
+    layer.read_group = group
+    fast, _ = layer(x)
+    (g_fast,) = torch.autograd.grad(fast.square().sum(), x)
+    torch.testing.assert_close(fast, ref)
+    torch.testing.assert_close(g_fast, g_ref)

@@ -102,3 +102,16 @@ def test_round_robin_writes_and_explicit_target():
     assert state.z[:, 0].sum() == 2 * state.z[:, 1].sum()  # memory 0 got writes 0 and 3
     state = store.write(store.init_state(2), k, v, memory=torch.tensor([2, 1]))
     assert state.written().tolist() == [[False, False, True], [False, True, False]]
+
+
+@given(N=st.integers(1, 5), seed=seeds, T=st.integers(1, 7))
+def test_mixed_read_fast_path_equals_weighted_per_memory_reads(N, seed, T):
+    from memkit.ops.memory import mixed_read, read_memories
+
+    M, z = rand((2, N, 3, 4, 4), seed).abs(), rand((2, N, 3, 4), seed + 1).abs()
+    q = rand((2, 3, T, 4), seed + 2).requires_grad_()
+    w = rand((2, 3, T, N), seed + 3).softmax(-1)
+    ref = torch.einsum("bhtn,bnhtd->bhtd", w, read_memories(M, z, q, 1e-6))
+    fast = mixed_read(M, z, q, w, 1e-6)
+    torch.testing.assert_close(fast, ref)
+    torch.testing.assert_close(torch.autograd.grad(fast.sum(), q)[0], torch.autograd.grad(ref.sum(), q)[0])
