@@ -19,6 +19,20 @@ from memkit.metrics import masked_loss
 from memkit.models import MemoryLMSpec
 
 
+def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
+    """The machine's limit as measured here: FLOP/s of an n×n fp32 matmul (best of repeats)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def step_fn(model, x, y, opt):
     def step():
         logits, _ = model(x)
@@ -50,9 +64,11 @@ def main(argv=None) -> None:
         variants[f"memory N={n}"] = MemoryLMSpec.create(
             local_window=args.window, memory=dict(segment_len=args.segment_len, num_memories=n, update="delta")
         )
-    steps = {}
+    steps, params = {}, {}
     for name, spec in variants.items():
         model = spec.build()
+        # the input embedding is a lookup, not a matmul: leave it out of the FLOP count
+        params[name] = sum(p.numel() for p in model.parameters()) - model.hf.gpt_neox.embed_in.weight.numel()
         steps[name] = step_fn(model, x, y, torch.optim.AdamW(model.parameters(), lr=1e-4))
         steps[name]()  # warm-up
     times = {name: [] for name in steps}
@@ -62,12 +78,17 @@ def main(argv=None) -> None:
             step()
             times[name].append(time.perf_counter() - t0)
     base = statistics.median(times["plain"])
+    peak = matmul_flops()
+    tokens = args.batch * args.seq
     print(f"pythia70m shape, batch {args.batch} x {args.seq}, window={args.window}, "
           f"segment_len={args.segment_len}, {torch.get_num_threads()} threads, {args.repeats} repeats")
-    print(f"{'model':14} {'ms/step':>9} {'x plain':>8}")
+    print(f"machine limit (measured 2048x2048 fp32 matmul): {peak / 1e9:.1f} GFLOP/s")
+    print(f"{'model':14} {'ms/step':>9} {'x plain':>8} {'GFLOP/s':>9} {'of limit':>9}")
     for name, ts in times.items():
         med = statistics.median(ts)
-        print(f"{name:14} {med * 1e3:9.0f} {med / base:8.3f}")
+        achieved = 6 * params[name] * tokens / med  # 6·N·tokens: forward + backward of the weights' matmuls
+        print(f"{name:14} {med * 1e3:9.0f} {med / base:8.3f} {achieved / 1e9:9.1f} {achieved / peak:9.1%}")
+    print("(GFLOP/s counts 6 x non-embedding parameters x tokens; attention scores are left out)")
 
 
 if __name__ == "__main__":
