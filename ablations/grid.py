@@ -25,7 +25,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ablations.results import aggregate, display_rows, fmt, read_trials, text_table, write_all
+from ablations.results import (
+    aggregate,
+    display_rows,
+    fmt,
+    read_trials,
+    text_table,
+    write_all,
+)
 from ablations.space import SpaceError, grid_points, leaf_fields, parse_space, type_name
 from ablations.trial import is_recipe_path, load_recipe
 
@@ -81,7 +88,7 @@ def _check_recipe(name: str):
         if not Path(name).is_file():
             raise UsageError(f"--recipe {name!r}: no such file")
     elif not (name.isidentifier() and (RECIPES / f"{name}.py").exists()):
-        available = sorted(p.stem for p in RECIPES.glob("*.py") if p.stem != "__init__")
+        available = sorted(p.stem for p in RECIPES.glob("*.py") if not p.stem.startswith("_"))
         raise UsageError(f"unknown --recipe {name!r}; available: {', '.join(available)} (or a path to a .py file)")
     module = load_recipe(name)
     missing = [a for a in ("SPEC", "PRESETS", "ALIASES", "run") if not hasattr(module, a)]

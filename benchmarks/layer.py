@@ -31,7 +31,10 @@ VARIANTS = {
 
 def plain_layer(hidden: int, heads: int):
     from transformers import GPTNeoXConfig
-    from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXAttention, GPTNeoXRotaryEmbedding
+    from transformers.models.gpt_neox.modeling_gpt_neox import (
+        GPTNeoXAttention,
+        GPTNeoXRotaryEmbedding,
+    )
 
     cfg = GPTNeoXConfig(hidden_size=hidden, num_attention_heads=heads, rotary_pct=0.25, attn_implementation="sdpa")
     attn, rope = GPTNeoXAttention(cfg, 0), GPTNeoXRotaryEmbedding(cfg)

@@ -5,7 +5,13 @@ Importing memkit has no side effects; transformers is imported when a model is b
 
 from memkit.attention import MemoryAttention, MemoryAttentionSpec, MemoryAttentionState
 from memkit.builder import MemoryBuilder
-from memkit.context_kv import ContextBlock, ContextKVCache, ContextKVCacheSpec, ContextKVLM, ContextKVLMSpec
+from memkit.context_kv import (
+    ContextBlock,
+    ContextKVCache,
+    ContextKVCacheSpec,
+    ContextKVLM,
+    ContextKVLMSpec,
+)
 from memkit.hierarchical import ExpansionGate
 from memkit.landmark import ChunkEncoder, Landmark
 from memkit.models import MemoryLM, MemoryLMSpec

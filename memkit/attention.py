@@ -13,7 +13,7 @@ Axes: B batch, T tokens, D hidden, H heads, d head dim, S segments, L segment le
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import torch

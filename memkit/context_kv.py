@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from pydantic import Field, model_validator
 from torch import nn

@@ -11,8 +11,6 @@ Presets: ``tiny`` (CPU, minutes) and ``report`` (context_dim 256, interval 20, m
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from typing import Callable
 
@@ -24,6 +22,7 @@ from memkit.oacd import OACDPretrainer, OACDSpec
 from memkit.spec import Spec
 from memkit.tasks.recall import RecallTask
 from memkit.train import TrainSpec, evaluate, train
+from recipes._shared import cli, derive_from_task
 
 
 class ContextKVRecipeSpec(Spec):
@@ -37,17 +36,7 @@ class ContextKVRecipeSpec(Spec):
     @model_validator(mode="before")
     @classmethod
     def _derive(cls, data):
-        if not isinstance(data, dict):
-            return data
-        dump = lambda v: v.model_dump() if isinstance(v, Spec) else dict(v or {})  # noqa: E731
-        model, task = dump(data.get("model")), dump(data.get("task"))
-        if model.get("window"):
-            task["segment_len"] = model["window"]
-        try:
-            model["vocab_size"] = max(model.get("vocab_size", 0) or 0, RecallTask.model_validate(task).vocab_size)
-        except ValueError:  # a bad task is reported by its own validation
-            pass
-        return {**data, "model": model, "task": task}
+        return derive_from_task(data, lambda m: m.get("window"))
 
 
 ALIASES = {
@@ -132,10 +121,7 @@ def run(spec: ContextKVRecipeSpec, on_epoch: Callable[[dict], None] | None = Non
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
-    args = parser.parse_args(argv)
-    print(json.dumps(run(PRESETS[args.preset](), progress=True), indent=2))
+    cli(__doc__, PRESETS, run, argv)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ Presets:
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from typing import Callable
 
@@ -23,6 +21,7 @@ from memkit.models import MemoryLMSpec
 from memkit.spec import Spec
 from memkit.tasks.recall import RecallTask
 from memkit.train import TrainSpec, evaluate, train
+from recipes._shared import _dump, cli, derive_from_task
 
 
 class InfiniPythiaSpec(Spec):
@@ -36,18 +35,7 @@ class InfiniPythiaSpec(Spec):
     @model_validator(mode="before")
     @classmethod
     def _derive(cls, data):
-        if not isinstance(data, dict):
-            return data
-        dump = lambda v: v.model_dump() if isinstance(v, Spec) else dict(v or {})  # noqa: E731
-        model, task = dump(data.get("model")), dump(data.get("task"))
-        memory = dump(model.get("memory"))
-        task["segment_len"] = memory.get("segment_len", 64)
-        try:  # vocabulary of the task as given; a bad task is reported by its own validation
-            vocab = RecallTask.model_validate(task).vocab_size
-            model["vocab_size"] = max(model.get("vocab_size", 0) or 0, vocab)
-        except Exception:
-            pass
-        return {**data, "model": model, "task": task}
+        return derive_from_task(data, lambda m: _dump(m.get("memory")).get("segment_len", 64))
 
 
 # Short names for the grid's --space keys -> dotted paths into the spec.
@@ -141,10 +129,7 @@ def run(spec: InfiniPythiaSpec, on_epoch: Callable[[dict], None] | None = None, 
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
-    args = parser.parse_args(argv)
-    print(json.dumps(run(PRESETS[args.preset](), progress=True), indent=2))
+    cli(__doc__, PRESETS, run, argv)
 
 
 if __name__ == "__main__":

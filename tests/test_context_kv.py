@@ -6,8 +6,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from memkit import SpecError
-from memkit.context_kv import ContextBlock, ContextKVCache, ContextKVCacheSpec, ContextKVLMSpec, context_slots
-from memkit.oacd import OACDPretrainer, OACDSpec, convergence_rate, effective_rank, oacd_loss
+from memkit.context_kv import (
+    ContextBlock,
+    ContextKVCache,
+    ContextKVCacheSpec,
+    ContextKVLMSpec,
+    context_slots,
+)
+from memkit.oacd import (
+    OACDPretrainer,
+    OACDSpec,
+    convergence_rate,
+    effective_rank,
+    oacd_loss,
+)
 
 
 def cache(**kw):

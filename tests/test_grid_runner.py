@@ -5,7 +5,6 @@ raises at one point, and counts how often each point ran.
 """
 
 import csv
-import json
 import signal
 import subprocess
 import sys

@@ -1,0 +1,38 @@
+"""What the recipes share: the one-trial command line, and fields derived from the task."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Callable
+
+from memkit.spec import Spec
+from memkit.tasks.recall import RecallTask
+
+
+def _dump(v) -> dict:
+    return v.model_dump() if isinstance(v, Spec) else dict(v or {})
+
+
+def derive_from_task(data, segment_len: Callable[[dict], int | None]):
+    """For a recipe spec's ``mode="before"`` validator: ``task.segment_len`` follows the model
+    (``segment_len(model_dict)``, None to leave it), and ``model.vocab_size`` grows to the task's."""
+    if not isinstance(data, dict):
+        return data
+    model, task = _dump(data.get("model")), _dump(data.get("task"))
+    length = segment_len(model)
+    if length:
+        task["segment_len"] = length
+    try:
+        model["vocab_size"] = max(model.get("vocab_size", 0) or 0, RecallTask.model_validate(task).vocab_size)
+    except ValueError:  # a bad task is reported by its own validation
+        pass
+    return {**data, "model": model, "task": task}
+
+
+def cli(doc: str, presets: dict, run: Callable, argv=None) -> None:
+    """``python -m recipes.<name> --preset P``: one trial without Ray, figures as JSON."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(presets), default="tiny")
+    args = parser.parse_args(argv)
+    print(json.dumps(run(presets[args.preset](), progress=True), indent=2))
