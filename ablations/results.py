@@ -115,6 +115,8 @@ def summary(rows: list[dict], key_names: list[str], metrics: list[str]) -> list[
             other = ", ".join(f"{k}={second.get(k)}" for k in key_names)
             if min(best["seeds"] - best["failed"], second["seeds"] - second["failed"]) < 2:
                 text += f"; runner-up {other} ({fmt(second[f'{m}_mean'])}): one seed, noise unknown (use --seeds)"
+            elif gap == 0:
+                text += f"; tied with {other}"
             elif gap <= noise:
                 text += f"; runner-up {other} is within seed noise (gap {fmt(gap)} <= std sum {fmt(noise)})"
             else:
