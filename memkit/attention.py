@@ -124,7 +124,9 @@ class MemoryAttention(nn.Module):
         self.q_slc = nn.Linear(hidden_size, hidden_size) if multi and selection_query == "projection" else None
         self.expansion = ExpansionGate(hidden_size, hierarchy) if multi and hierarchy != "none" else None
         self.last_expand_share: float = float("nan")  # diagnostics: share of tokens that read fine memories
-        self.read_group = 64  # segments read in one batched call (1 = one call per segment, the reference)
+        # segments read in one batched call. 1 (one call per segment) was fastest on a 2-core CPU
+        # (batching copies every segment's N states); larger groups may pay off where launches dominate.
+        self.read_group = 1
 
     @property
     def num_memories(self) -> int:
