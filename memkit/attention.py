@@ -202,8 +202,12 @@ class MemoryAttention(nn.Module):
             flat = ks[:, :, :full].transpose(1, 2).flatten(0, 1)  # [B·full,H,L,d]
             adds, count = self.landmark.chunk_summary(flat)
             adds = adds.unflatten(0, (B, full))  # [B,full,H,d]
+        reads = []
         for s in range(S):
             before.append((mem, lm_sum, lm_count))
+            if len(before) == self.read_group:  # read as soon as a group is complete: states can go
+                reads.append(self._read_segments(before, qs, qsel_s, p, s + 1 - len(before)))
+                before = []
             if s < full:
                 target = self._target(mem, lm_sum, lm_count, ks[:, :, s], memory)
                 mem = self.store.write(mem, ks[:, :, s], vs[:, :, s], target)
@@ -211,8 +215,9 @@ class MemoryAttention(nn.Module):
                     onehot = F.one_hot(torch.as_tensor(target, device=x.device).expand(B), self.num_memories)
                     lm_sum = lm_sum + onehot[:, :, None, None].to(adds.dtype) * adds[:, s, None]
                     lm_count = lm_count + onehot * count
-        a_mem = torch.cat([self._read_segments(before[g0 : g0 + self.read_group], qs, qsel_s, p, g0)
-                           for g0 in range(0, S, self.read_group)], dim=2)
+        if before:
+            reads.append(self._read_segments(before, qs, qsel_s, p, S - len(before)))
+        a_mem = torch.cat(reads, dim=2)
         if p is not None:
             real = p.flatten(1)[:, P:n]
             share = real if self.expansion.mode == "soft" else (real >= 0.5)
