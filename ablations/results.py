@@ -99,6 +99,7 @@ def markdown_table(cols: list[str], cells: list[list[str]]) -> str:
 def summary(rows: list[dict], key_names: list[str], metrics: list[str]) -> list[str]:
     """Best point per metric, and whether the runner-up is within seed noise of it."""
     lines = []
+    key_names = [k for k in key_names if len({str(r.get(k)) for r in rows}) > 1] or key_names[:1]  # name what varies
     for m in metrics:
         better = BETTER.get(m)
         scored = [r for r in rows if r.get(f"{m}_mean") is not None]
@@ -113,10 +114,10 @@ def summary(rows: list[dict], key_names: list[str], metrics: list[str]) -> list[
             gap = abs(best[f"{m}_mean"] - second[f"{m}_mean"])
             noise = (best[f"{m}_std"] or 0.0) + (second[f"{m}_std"] or 0.0)
             other = ", ".join(f"{k}={second.get(k)}" for k in key_names)
-            if min(best["seeds"] - best["failed"], second["seeds"] - second["failed"]) < 2:
-                text += f"; runner-up {other} ({fmt(second[f'{m}_mean'])}): one seed, noise unknown (use --seeds)"
-            elif gap == 0:
+            if gap == 0:
                 text += f"; tied with {other}"
+            elif min(best["seeds"] - best["failed"], second["seeds"] - second["failed"]) < 2:
+                text += f"; runner-up {other} ({fmt(second[f'{m}_mean'])}): one seed, noise unknown (use --seeds)"
             elif gap <= noise:
                 text += f"; runner-up {other} is within seed noise (gap {fmt(gap)} <= std sum {fmt(noise)})"
             else:
@@ -155,9 +156,10 @@ def plot(out: Path, trials: list[dict], rows: list[dict], key_names: list[str], 
     import matplotlib.pyplot as plt
 
     shown = [m for m in metrics if any(r.get(f"{m}_mean") is not None for r in rows)][:4]
-    for key in key_names:
+    varying = [k for k in key_names if len({str(r.get(k)) for r in rows}) > 1]
+    for key in varying:
         values = sorted({str(r.get(key)) for r in rows})
-        others = [k for k in key_names if k != key]
+        others = [k for k in varying if k != key]
         fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(4 * max(len(shown), 1), 3.2), squeeze=False)
         for ax, m in zip(axes[0], shown):
             lines: dict[str, list] = {}
