@@ -72,7 +72,7 @@ class OACDPretrainer:
             with torch.no_grad():
                 curr = self.model.contexts(probe)
             flat = curr.flatten(0, 1)
-            row = {"iteration": it, "loss": float(loss), "convergence": convergence_rate(prev, curr, spec.tol),
+            row = {"iteration": it, "loss": float(loss.detach()), "convergence": convergence_rate(prev, curr, spec.tol),
                    "effective_rank": effective_rank(flat) / flat.shape[-1]}
             rows.append(row)
             if on_iteration is not None:
