@@ -118,9 +118,16 @@ class MemoryStore(nn.Module):
         B = M.shape[0]
         if memory is None:
             memory = state.writes % M.shape[1]
-        target = torch.as_tensor(memory, device=M.device, dtype=torch.long).expand(B)
-        if (target < 0).any() or (target >= M.shape[1]).any():
-            raise ValueError(f"memory: index out of range 0..{M.shape[1] - 1}")
+        if isinstance(memory, torch.Tensor) and memory.dim() == 0:
+            memory = int(memory)
+        if isinstance(memory, int):  # one memory for every row: the slice path
+            if not 0 <= memory < M.shape[1]:
+                raise ValueError(f"memory: index out of range 0..{M.shape[1] - 1}")
+            target = memory
+        else:
+            target = torch.as_tensor(memory, device=M.device, dtype=torch.long).expand(B)
+            if (target < 0).any() or (target >= M.shape[1]).any():
+                raise ValueError(f"memory: index out of range 0..{M.shape[1] - 1}")
         M, z = segment_write(M, z, k, v, target, self.eps, self.update)
         return state.unstacked(M, z, state.writes + 1)
 

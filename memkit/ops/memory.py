@@ -48,10 +48,22 @@ def segment_write(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Write one segment's keys/values into memory ``target`` of each row.
 
-    M [B,N,H,d,d], z [B,N,H,d]; k, v [B,H,T,d]; target: LongTensor [B] of memory indices.
+    M [B,N,H,d,d], z [B,N,H,d]; k, v [B,H,T,d]; target: LongTensor [B] of memory indices, or an
+    int when every row writes the same memory (a slice then replaces the one-hot mask over N).
     Returns the new (M, z); the inputs are not modified (autograd-safe).
     """
     sk = feature(k)
+    if isinstance(target, int):
+        M_t, z_t = M[:, target], z[:, target]
+        if update == "delta":
+            retrieved = torch.einsum("bhtd,bhde->bhte", sk, M_t) / (
+                torch.einsum("bhtd,bhd->bht", sk, z_t).unsqueeze(-1) + eps
+            )
+            v = v - retrieved
+        new_M = (M_t + torch.einsum("bhtd,bhte->bhde", sk, v)).unsqueeze(1)
+        new_z = (z_t + sk.sum(2)).unsqueeze(1)
+        return (torch.cat((M[:, :target], new_M, M[:, target + 1 :]), 1),
+                torch.cat((z[:, :target], new_z, z[:, target + 1 :]), 1))
     onehot = F.one_hot(target, M.shape[1]).to(M.dtype)  # [B,N]
     if update == "delta":
         # Retrieve what the target memory already returns for these keys (pre-segment state).

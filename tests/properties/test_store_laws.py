@@ -115,3 +115,16 @@ def test_mixed_read_fast_path_equals_weighted_per_memory_reads(N, seed, T):
     fast = mixed_read(M, z, q, w, 1e-6)
     torch.testing.assert_close(fast, ref)
     torch.testing.assert_close(torch.autograd.grad(fast.sum(), q)[0], torch.autograd.grad(ref.sum(), q)[0])
+
+
+@given(N=st.integers(1, 4), seed=seeds, update=st.sampled_from(["linear", "delta"]), data=st.data())
+def test_slice_write_equals_one_hot_write(N, seed, update, data):
+    from memkit.ops.memory import segment_write
+
+    j = data.draw(st.integers(0, N - 1))
+    M, z = rand((2, N, 2, 3, 3), seed), rand((2, N, 2, 3), seed + 1).abs()
+    k, v = rand((2, 2, 4, 3), seed + 2), rand((2, 2, 4, 3), seed + 3)
+    fast = segment_write(M, z, k, v, j, 1e-6, update)
+    ref = segment_write(M, z, k, v, torch.full((2,), j), 1e-6, update)
+    torch.testing.assert_close(fast[0], ref[0])
+    torch.testing.assert_close(fast[1], ref[1])
