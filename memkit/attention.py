@@ -270,6 +270,10 @@ class MemoryAttention(nn.Module):
         before: [(MemoryState, lm_sum, lm_count)] per segment; qs, qsel_s [B,H,S,L,d] -> [B,H,g,L,d]."""
         g = len(before)
         B = qs.shape[0]
+        if g == 1:  # one segment: its state as is, no copy
+            mem, lm_sum, lm_count = before[0]
+            gate_p = None if p is None else p[:, g0]
+            return self._read(mem, lm_sum, lm_count, qs[:, :, g0], qsel_s[:, :, g0], gate_p).unsqueeze(2)
         join = lambda ts: None if ts[0] is None else torch.stack(ts, 1).flatten(0, 1)  # noqa: E731  [B·g,...]
         mems = [b[0] for b in before]
         mem = MemoryState(M=join([m.M for m in mems]), z=join([m.z for m in mems]), writes=mems[0].writes)
