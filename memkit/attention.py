@@ -173,13 +173,17 @@ class MemoryAttention(nn.Module):
 
         # Continue the incomplete segment left by the previous call.
         P = state.pending_k.shape[2]
-        q = torch.cat((q.new_zeros(B, H, P, d), q), dim=2)  # pending outputs were already returned
-        q_sel = torch.cat((state.pending_q, q_sel), dim=2)  # kept: a sequence-scope selection averages them
-        k = torch.cat((state.pending_k, k), dim=2)
-        v = torch.cat((state.pending_v, v), dim=2)
+        if P:  # the copies below are skipped when no segment is pending (the common case)
+            q = torch.cat((q.new_zeros(B, H, P, d), q), dim=2)  # pending outputs were already returned
+            q_sel = torch.cat((state.pending_q, q_sel), dim=2)  # kept: a sequence-scope selection averages them
+            k = torch.cat((state.pending_k, k), dim=2)
+            v = torch.cat((state.pending_v, v), dim=2)
         n, L = P + T, self.segment_len
         full, S = n // L, -(-n // L)
-        pad = lambda t: F.pad(t, (0, 0, 0, S * L - n)).unflatten(2, (S, L))  # noqa: E731  [B,H,S,L,d]
+        extra = S * L - n
+
+        def pad(t):  # [B,H,n,d] -> [B,H,S,L,d]
+            return (F.pad(t, (0, 0, 0, extra)) if extra else t).unflatten(2, (S, L))
         qs, ks, vs, qsel_s = pad(q), pad(k), pad(v), pad(q_sel)
         if p is not None:
             p = F.pad(p, (P, S * L - n)).unflatten(1, (S, L))  # [B,S,L]
