@@ -26,7 +26,7 @@ from memkit.hierarchical import ExpansionGate, coarse
 from memkit.landmark import Landmark
 from memkit.ops.memory import causal_linear, causal_softmax, mixed_read, read_memories
 from memkit.selector import Selector
-from memkit.spec import Spec
+from memkit.spec import Spec, check_heads
 from memkit.store import MemoryState, MemoryStore
 
 
@@ -186,7 +186,7 @@ class MemoryAttention(nn.Module):
             return (F.pad(t, (0, 0, 0, extra)) if extra else t).unflatten(2, (S, L))
         qs, ks, vs, qsel_s = pad(q), pad(k), pad(v), pad(q_sel)
         if p is not None:
-            p = F.pad(p, (P, S * L - n)).unflatten(1, (S, L))  # [B,S,L]
+            p = F.pad(p, (P, extra)).unflatten(1, (S, L))  # [B,S,L]
 
         # Local branch: causal inside each segment; padding sits after every real token.
         if self.local == "softmax":
@@ -195,8 +195,21 @@ class MemoryAttention(nn.Module):
             a_dot = causal_linear(qs, ks, vs, self.eps)
 
         if self.memory_scope == "batch_shared":
-            return self._forward_batch_shared(x, qs, qsel_s, ks, vs, a_dot, p, P, n, full), state
+            a_mem, new_state = self._read_batch_shared(x, qs, qsel_s, ks, vs, p, full), state
+        else:
+            a_mem, new_state = self._memory_branch(x, state, memory, prev_k, q_sel, k, v, qs, qsel_s, ks, vs, p, n, full, S)
+        if p is not None:
+            real = p.flatten(1)[:, P:n]
+            share = real if self.expansion.mode == "soft" else (real >= 0.5)
+            self.last_expand_share = float(share.detach().float().mean())
 
+        g = self.gate().view(1, -1, 1, 1, 1).to(x.dtype)
+        y = (g * a_mem + (1 - g) * a_dot).flatten(2, 3)[:, :, P:n]
+        return self.out(rearrange(y, "b h t d -> b t (h d)")), new_state
+
+    def _memory_branch(self, x, state, memory, prev_k, q_sel, k, v, qs, qsel_s, ks, vs, p, n, full, S):
+        """Per-sequence memory: A_mem [B,H,S,L,d] and the state to carry."""
+        B, L = x.shape[0], self.segment_len
         # Memory branch: segment s reads the state written by segments < s, then is written.
         # Writes are sequential (delta needs the state before each); landmark chunk summaries
         # depend on keys only, so they are computed for every complete segment in one call.
@@ -222,29 +235,21 @@ class MemoryAttention(nn.Module):
         if before:
             reads.append(self._read_segments(before, qs, qsel_s, p, S - len(before)))
         a_mem = torch.cat(reads, dim=2)
-        if p is not None:
-            real = p.flatten(1)[:, P:n]
-            share = real if self.expansion.mode == "soft" else (real >= 0.5)
-            self.last_expand_share = float(share.detach().float().mean())
-
-        g = self.gate().view(1, -1, 1, 1, 1).to(x.dtype)
-        y = (g * a_mem + (1 - g) * a_dot).flatten(2, 3)[:, :, P:n]
-        y = self.out(rearrange(y, "b h t d -> b t (h d)"))
         rest = slice(full * L, n)
         new_state = MemoryAttentionState(
             mem, q_sel[:, :, rest], k[:, :, rest], v[:, :, rest], prev_k, lm_sum, lm_count
         )
-        return y, new_state
+        return a_mem, new_state
 
     def reset_shared(self) -> None:
         """Empty the batch-shared memory (the reports reset it once per epoch; the trainer calls this)."""
         self._shared = None
 
-    def _forward_batch_shared(self, x, qs, qsel_s, ks, vs, a_dot, p, P, n, full):
+    def _read_batch_shared(self, x, qs, qsel_s, ks, vs, p, full):
         """The reports' code: one memory for the whole batch, read by every segment of every
         sequence before it is written once per call with all complete segments, summed over batch
         and time and detached. ``write_scale="reports"`` scales M by 1/(B·T) but z by 1/B (their
-        scale bug: reads come out at 1/T); "equal" scales both by 1/B."""
+        scale bug: reads come out at 1/T); "equal" scales both by 1/B. Returns A_mem [B,H,S,L,d]."""
         B = x.shape[0]
         if self._shared is None:
             self._shared = self.store.init_state(1, x.device, x.dtype)
@@ -265,9 +270,7 @@ class MemoryAttention(nn.Module):
                       zip(self._shared.stacked(), new.stacked(), (m_scale, 1 / B))),
                     new.writes,
                 )
-        g = self.gate().view(1, -1, 1, 1, 1).to(x.dtype)
-        y = (g * a_mem + (1 - g) * a_dot).flatten(2, 3)[:, :, P:n]
-        return self.out(rearrange(y, "b h t d -> b t (h d)"))
+        return a_mem
 
     def _read_segments(self, before: list, qs, qsel_s, p, g0: int) -> torch.Tensor:
         """Reads of segments g0.. in one batched call: each segment's state joins the batch axis.
@@ -358,10 +361,7 @@ class MemoryAttentionSpec(Spec):
     def _consistent(self):
         if self.top_k > self.num_memories:
             raise ValueError(f"top_k ({self.top_k}) must be at most num_memories ({self.num_memories})")
-        if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"
-            )
+        check_heads(self.hidden_size, self.num_heads)
         head_dim = self.hidden_size // self.num_heads
         if self.rotary_dim > head_dim or self.rotary_dim % 2:
             raise ValueError(f"rotary_dim must be even and at most head_dim ({head_dim}), got {self.rotary_dim}")

@@ -20,7 +20,7 @@ from einops import rearrange
 from pydantic import Field, model_validator
 from torch import nn
 
-from memkit.spec import Spec
+from memkit.spec import Spec, check_heads
 
 
 class ContextBlock(nn.Module):
@@ -132,7 +132,9 @@ class ContextKVLM(nn.Module):
 
     def contexts(self, ids: torch.Tensor) -> torch.Tensor:
         """[B,T] -> [B,T,C]; without a graph when the block is frozen (Phase 2)."""
-        e = self.hf.gpt_neox.embed_in(ids)
+        return self._contexts(self.hf.gpt_neox.embed_in(ids))
+
+    def _contexts(self, e: torch.Tensor) -> torch.Tensor:
         frozen = not any(p.requires_grad for p in self.context_block.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             return self.context_block(e.detach() if frozen else e)
@@ -140,7 +142,7 @@ class ContextKVLM(nn.Module):
     def forward(self, ids: torch.Tensor):
         B, T = ids.shape
         e = self.hf.gpt_neox.embed_in(ids)
-        x = e + self.cache(self.norm(e), self.contexts(ids))
+        x = e + self.cache(self.norm(e), self._contexts(e))
         if self.window:
             if T % self.window:
                 raise ValueError(f"input length {T} must be a multiple of window {self.window}")
@@ -161,8 +163,7 @@ class ContextKVLMSpec(Spec):
 
     @model_validator(mode="after")
     def _consistent(self):
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
+        check_heads(self.hidden_size, self.num_heads)
         return self
 
     def build(self) -> ContextKVLM:

@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from memkit.attention import MemoryAttention, MemoryAttentionSpec, MemoryAttentionState
-from memkit.spec import Spec
+from memkit.spec import Spec, check_heads
 
 
 class _StateBox:
@@ -161,8 +161,7 @@ class MemoryLMSpec(Spec):
 
     @model_validator(mode="after")
     def _consistent(self):
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
+        check_heads(self.hidden_size, self.num_heads)
         if self.memory_layer is not None and self.memory_layer >= self.num_layers:
             raise ValueError(f"memory_layer must be in 0..{self.num_layers - 1}, got {self.memory_layer}")
         return self

@@ -47,3 +47,9 @@ def describe_validation_error(err: ValidationError, owner: str = "") -> str:
         shown = "" if isinstance(got, dict) else f" (got {got!r})"
         lines.append(f"{loc}: {msg}{shown}")
     return "; ".join(lines)
+
+
+def check_heads(hidden_size: int, num_heads: int) -> None:
+    """For spec validators: the width must split evenly into heads."""
+    if hidden_size % num_heads:
+        raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_heads ({num_heads})")

@@ -10,7 +10,7 @@ from memkit.spec import Spec
 from memkit.tasks.recall import RecallTask
 
 
-def _dump(v) -> dict:
+def as_dict(v) -> dict:
     return v.model_dump() if isinstance(v, Spec) else dict(v or {})
 
 
@@ -19,7 +19,7 @@ def derive_from_task(data, segment_len: Callable[[dict], int | None]):
     (``segment_len(model_dict)``, None to leave it), and ``model.vocab_size`` grows to the task's."""
     if not isinstance(data, dict):
         return data
-    model, task = _dump(data.get("model")), _dump(data.get("task"))
+    model, task = as_dict(data.get("model")), as_dict(data.get("task"))
     length = segment_len(model)
     if length:
         task["segment_len"] = length

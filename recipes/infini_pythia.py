@@ -21,7 +21,7 @@ from memkit.models import MemoryLMSpec
 from memkit.spec import Spec
 from memkit.tasks.recall import RecallTask
 from memkit.train import TrainSpec, evaluate, train
-from recipes._shared import _dump, cli, derive_from_task
+from recipes._shared import as_dict, cli, derive_from_task
 
 
 class InfiniPythiaSpec(Spec):
@@ -35,7 +35,7 @@ class InfiniPythiaSpec(Spec):
     @model_validator(mode="before")
     @classmethod
     def _derive(cls, data):
-        return derive_from_task(data, lambda m: _dump(m.get("memory")).get("segment_len", 64))
+        return derive_from_task(data, lambda m: as_dict(m.get("memory")).get("segment_len", 64))
 
 
 # Short names for the grid's --space keys -> dotted paths into the spec.

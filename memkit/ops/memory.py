@@ -53,31 +53,20 @@ def segment_write(
     Returns the new (M, z); the inputs are not modified (autograd-safe).
     """
     sk = feature(k)
-    if isinstance(target, int):
+    if isinstance(target, int):  # same memory for every row: a slice
         M_t, z_t = M[:, target], z[:, target]
-        if update == "delta":
-            retrieved = torch.einsum("bhtd,bhde->bhte", sk, M_t) / (
-                torch.einsum("bhtd,bhd->bht", sk, z_t).unsqueeze(-1) + eps
-            )
-            v = v - retrieved
-        new_M = (M_t + torch.einsum("bhtd,bhte->bhde", sk, v)).unsqueeze(1)
-        new_z = (z_t + sk.sum(2)).unsqueeze(1)
-        return (torch.cat((M[:, :target], new_M, M[:, target + 1 :]), 1),
-                torch.cat((z[:, :target], new_z, z[:, target + 1 :]), 1))
-    onehot = F.one_hot(target, M.shape[1]).to(M.dtype)  # [B,N]
-    if update == "delta":
-        # Retrieve what the target memory already returns for these keys (pre-segment state).
+    else:
+        onehot = F.one_hot(target, M.shape[1]).to(M.dtype)  # [B,N]
         M_t = torch.einsum("bn,bnhde->bhde", onehot, M)
         z_t = torch.einsum("bn,bnhd->bhd", onehot, z)
-        retrieved = torch.einsum("bhtd,bhde->bhte", sk, M_t) / (
-            torch.einsum("bhtd,bhd->bht", sk, z_t).unsqueeze(-1) + eps
-        )
+    if update == "delta":  # subtract what the target memory already returns (pre-segment state)
+        retrieved = torch.einsum("bhtd,bhde->bhte", sk, M_t) / (torch.einsum("bhtd,bhd->bht", sk, z_t).unsqueeze(-1) + eps)
         v = v - retrieved
-    dM = torch.einsum("bhtd,bhte->bhde", sk, v)
-    dz = sk.sum(2)
-    M = M + onehot[:, :, None, None, None] * dM[:, None]
-    z = z + onehot[:, :, None, None] * dz[:, None]
-    return M, z
+    dM, dz = torch.einsum("bhtd,bhte->bhde", sk, v), sk.sum(2)
+    if isinstance(target, int):
+        return (torch.cat((M[:, :target], (M_t + dM).unsqueeze(1), M[:, target + 1 :]), 1),
+                torch.cat((z[:, :target], (z_t + dz).unsqueeze(1), z[:, target + 1 :]), 1))
+    return M + onehot[:, :, None, None, None] * dM[:, None], z + onehot[:, :, None, None] * dz[:, None]
 
 
 def causal_softmax(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
