@@ -38,6 +38,10 @@ from ablations.trial import is_recipe_path, load_recipe
 
 METRICS = ["recall_acc", "val_ppl", "params", "memory_bytes", "sec_per_epoch", "tokens_per_s", "best_epoch", "epochs",
            "expand_share"]
+DEFAULT_SEEDS = 3
+# Ray's own fields in a trial's result: not figures of the trial
+RAY_KEYS = {"timestamp", "done", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
+            "iterations_since_restore", "final", "epoch", "seconds", "train_loss", "val_loss", "train_ppl", "best"}
 RAY_TMP = "/tmp/memkit-ray"  # short: Ray's socket paths must stay under ~107 bytes
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -57,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="tiny", help="preset of the recipe (default: tiny)")
     p.add_argument("--space", action="append", default=[], metavar="KEY=V1,V2",
                    help="a swept key (alias or dotted path); ranges START:STOP:logN|linN; repeat for a cross product")
-    p.add_argument("--seeds", type=int, default=1, help="repeat each point with seeds 0..N-1 (default 1)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="repeat each point with seeds 0..N-1 (default 3; a recipe may set its own SEEDS)")
     p.add_argument("--results", default="results", help="folder under which the grid's folder is made")
     p.add_argument("--resume", metavar="DIR", help="finish an interrupted grid: rerun only its unfinished trials")
     p.add_argument("--cpus-per-trial", type=int, default=1)
@@ -106,6 +111,10 @@ def check_inputs(args) -> tuple[Any, list, list[dict]]:
         plan = json.loads(saved.read_text())
         args.recipe, args.preset, args.space, args.seeds = plan["recipe"], plan["preset"], plan["space"], plan["seeds"]
     module = _check_recipe(args.recipe)
+    if args.seeds is None:
+        args.seeds = getattr(module, "SEEDS", DEFAULT_SEEDS)
+    if not args.space:  # a report recipe names the designs it compares
+        args.space = list(getattr(module, "SPACE", []))
     if args.preset not in module.PRESETS:
         raise UsageError(f"unknown --preset {args.preset!r} for {args.recipe}; available: {', '.join(sorted(module.PRESETS))}")
     if args.cpus_per_trial < 1:
@@ -197,7 +206,9 @@ def _make_callback(labels: dict[str, str], total: int, log_path: Path, metrics: 
                 status, last = "stopped", {**last, "recall_acc": last.get("val_acc")}
             row = {"trial": self._label(trial), "status": status, "error": error, "point": trial.config["point"],
                    "history": self.history.get(trial.trial_id, [])}
-            row.update({k: v for k, v in last.items() if k in metrics or k == "train_seconds"})
+            # every figure the trial returned (report recipes read more than the table shows)
+            row.update({k: v for k, v in last.items() if k in metrics or k == "train_seconds"
+                        or (k not in RAY_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool))})
             with log_path.open("a") as f:
                 f.write(json.dumps(row, default=str) + "\n")
             print(f"  [{row['trial']}] {status} ({self.done}/{total})" + (f": {error}" if error else ""), flush=True)
@@ -280,7 +291,10 @@ def run_grid(args, module, space, points) -> int:
     wanted = {key_of(pt) for pt in points}
     trials = [t for t in read_trials(out / "trials.jsonl") if key_of(t["point"]) in wanted]
     seed_path = module.ALIASES.get("seed") if args.seeds > 1 else None
-    rows = aggregate(trials, keys, seed_path, metrics)
+    extra = sorted({k for t in trials for k, v in t.items() if k not in metrics and k not in RAY_KEYS
+                    and k not in ("train_seconds", "point", "history") and isinstance(v, (int, float))
+                    and not isinstance(v, bool)})
+    rows = aggregate(trials, keys, seed_path, metrics + extra)
     names = [k for k, p in keys if p != seed_path]
     lines = write_all(out, trials, rows, names, metrics) if rows else []
     if rows:
@@ -288,6 +302,10 @@ def run_grid(args, module, space, points) -> int:
         print(text_table(*display_rows(rows, names, metrics)))
         for line in lines:
             print(f"- {line}")
+        if hasattr(module, "report"):  # the recipe's tables in its report's shape
+            text = module.report(rows, names, module.PRESETS[args.preset]())
+            (out / "report.md").write_text(text)
+            print("\n" + text)
     own = sum(t.get("train_seconds") or 0.0 for t in trials if key_of(t["point"]) in {key_of(p) for p in todo})
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nwall {wall:.1f}s for {len(todo)} trial(s) whose own times sum to {own:.1f}s; "

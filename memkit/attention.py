@@ -241,6 +241,21 @@ class MemoryAttention(nn.Module):
         )
         return a_mem, new_state
 
+    def selection_weights(self, x: torch.Tensor, state: MemoryAttentionState) -> torch.Tensor:
+        """The selector's weights over the memories of ``state`` for the tokens of x.
+
+        x [B,T,D] (this layer's input), state with memories written (batch B or 1) -> [B,H,T,N].
+        Used to score memory selection against known sources (``MemoryBuilder``)."""
+        if self.selector is None:
+            raise ValueError("selection_weights: this layer has one memory, there is nothing to select")
+        B, H = x.shape[0], self.num_heads
+        q = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=H)[0]
+        q_sel = q if self.q_slc is None else rearrange(self.q_slc(x), "b t (h d) -> b h t d", h=H)
+        grow = lambda t: None if t is None else t.expand(B, *t.shape[1:])  # noqa: E731  (a batch-1 state)
+        M, z = state.memory.stacked()
+        landmarks = self.landmark.landmarks(grow(z), grow(state.lm_sum), grow(state.lm_count))
+        return self.selector(q_sel, landmarks, grow(state.memory.written()))
+
     def reset_shared(self) -> None:
         """Empty the batch-shared memory (the reports reset it once per epoch; the trainer calls this)."""
         self._shared = None

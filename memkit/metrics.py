@@ -37,3 +37,87 @@ def correct_count(logits: torch.Tensor, targets: torch.Tensor) -> tuple[int, int
     mask = targets != IGNORE
     hits = (logits.argmax(-1) == targets) & mask
     return int(hits.sum()), int(mask.sum())
+
+
+def position_buckets(seq_len: int) -> list[tuple[int, int]]:
+    """The reports' buckets 0-16, 16-32, 32-64, 64-96, 96-256, then doubling (256-512, ...), cut at seq_len."""
+    edges = [0, 16, 32, 64, 96, 256]
+    while edges[-1] < seq_len:
+        edges.append(edges[-1] * 2)
+    edges = [e for e in edges if e < seq_len] + [seq_len]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def bucket_name(lo: int, hi: int) -> str:
+    return f"{lo}-{hi}"
+
+
+@torch.no_grad()
+def nll_by_position(model, data: tuple[torch.Tensor, torch.Tensor], batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of NLL [T], count of scored targets [T]) per position over ``data`` = (ids, targets)."""
+    ids, targets = data
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    total = torch.zeros(ids.shape[1], dtype=torch.float64)
+    count = torch.zeros(ids.shape[1], dtype=torch.long)
+    for i in range(0, len(ids), batch_size):
+        x, y = ids[i : i + batch_size].to(device), targets[i : i + batch_size].to(device)
+        logits, _ = model(x)
+        total += token_nll(logits, y).sum(0).double().cpu()
+        count += (y != IGNORE).sum(0).cpu()
+    model.train(was)
+    return total, count
+
+
+def position_ppl(model, data, batch_size: int = 32, buckets: list[tuple[int, int]] | None = None) -> dict[str, float]:
+    """Perplexity per position bucket: {"0-16": ppl, ...} (``position_buckets`` by default)."""
+    total, count = nll_by_position(model, data, batch_size)
+    buckets = buckets or position_buckets(len(total))
+    return {bucket_name(lo, hi): perplexity(float(total[lo:hi].sum()), int(count[lo:hi].sum())) for lo, hi in buckets}
+
+
+@torch.no_grad()
+def completion_scores(model, pairs: list[tuple[list[int], list[int]]], batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """For (prompt ids, completion ids) pairs: (exact match [n] bool, log-prob of the completion [n]).
+
+    Exact match is greedy decoding's: every completion token is the argmax given the true prefix
+    (if all are, greedy decoding yields the completion; if one is not, greedy decoding leaves it
+    there). Sequences are right-padded; padding comes after every scored token, so causal models
+    are unaffected by it.
+    """
+    device = next(model.parameters()).device
+    # a model whose plain layers see one segment at a time takes whole segments only
+    multiple = model.segment_len if getattr(model, "local_window", None) == "segment" and model.segment_len else 1
+    was = model.training
+    model.eval()
+    hits, logps = [], []
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i : i + batch_size]
+        T = max(len(p) + len(c) for p, c in chunk) - 1
+        T = -(-T // multiple) * multiple
+        x = torch.zeros(len(chunk), T, dtype=torch.long)
+        y = torch.full((len(chunk), T), IGNORE, dtype=torch.long)
+        for j, (p, c) in enumerate(chunk):
+            seq = torch.tensor(list(p) + list(c))
+            x[j, : len(seq) - 1] = seq[:-1]
+            y[j, len(p) - 1 : len(seq) - 1] = seq[len(p) :]
+        logits, _ = model(x.to(device))
+        logits, y = logits.float().cpu(), y
+        mask = y != IGNORE
+        logp = torch.log_softmax(logits, -1).gather(-1, y.clamp_min(0)[..., None])[..., 0]
+        logps.append((logp * mask).sum(1))
+        hits.append(((logits.argmax(-1) == y) | ~mask).all(1))
+    model.train(was)
+    return torch.cat(hits), torch.cat(logps)
+
+
+def peak_memory_mb(device: torch.device | str | None = None) -> float:
+    """Peak memory so far: CUDA's allocator peak on a GPU, the process's peak RSS on CPU."""
+    if device is not None and torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux

@@ -57,11 +57,17 @@ class RecallTask(Spec):
 
     def generate(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """n samples: (input_ids [n,T], targets [n,T]); targets are -100 except at query keys."""
+        return self.generate_with_distance(n, seed)[:2]
+
+    def generate_with_distance(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(input_ids, targets, distance) [n,T]: distance is how many segments back the queried
+        pair was written (1 = the segment just before), -1 where nothing is scored."""
         g = torch.Generator().manual_seed(seed)
         P, L, W = self.segment_len // 2, self.segment_len, self.write_segments
         T = self.seq_len
         ids = torch.zeros(n, T, dtype=torch.long)
         targets = torch.full((n, T), IGNORE, dtype=torch.long)
+        distance = torch.full((n, T), -1, dtype=torch.long)
 
         groups = torch.rand(n, self.num_groups, generator=g).argsort(-1)[:, :W]  # distinct group per segment
         slot = torch.rand(n, W, self.keys_per_group, generator=g).argsort(-1)[..., :P]  # distinct keys
@@ -77,8 +83,27 @@ class RecallTask(Spec):
             start = (W + s) * L
             ids[:, start : start + L] = torch.stack((qk, qv), dim=-1).reshape(n, L)
             targets[:, start : start + L : 2] = qv  # at the key, predict its value
-        return ids, targets
+            distance[:, start : start + L : 2] = W + s - pick // P
+        return ids, targets, distance
 
     def splits(self, seed: int = 0):
         """(train, val) tensors; val uses a different seed stream from train."""
         return self.generate(self.num_train, seed * 2 + 1), self.generate(self.num_val, seed * 2 + 2)
+
+
+@torch.no_grad()
+def accuracy_by_distance(model, task: RecallTask, n: int | None = None, seed: int = 0,
+                         batch_size: int = 32) -> dict[int, float]:
+    """{segments back: share of queries answered}, on ``n`` fresh samples (default ``num_val``)
+    drawn from the validation stream of ``seed``."""
+    ids, targets, dist = task.generate_with_distance(n or task.num_val, seed * 2 + 2)
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    hits = []
+    for i in range(0, len(ids), batch_size):
+        logits, _ = model(ids[i : i + batch_size].to(device))
+        hits.append((logits.argmax(-1).cpu() == targets[i : i + batch_size]))
+    model.train(was)
+    hit = torch.cat(hits)
+    return {int(d): float(hit[dist == d].float().mean()) for d in dist.unique().tolist() if d > 0}

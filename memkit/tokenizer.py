@@ -1,0 +1,106 @@
+"""Tokenizers for text data, none downloaded: plain bytes, a byte-level BPE trained on the training
+text (cached by a hash of text and size), or a ``tokenizer.json`` file given by path (e.g. GPT-NeoX's).
+
+Every tokenizer has ``encode(text) -> list[int]``, ``decode(ids) -> str``, ``vocab_size`` and
+``eos_id`` (the id put between documents when packing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Iterable, Literal
+
+from pydantic import Field, model_validator
+
+from memkit.spec import Spec
+
+EOS = "<|endoftext|>"
+
+
+class ByteTokenizer:
+    """UTF-8 bytes as ids 0..255; id 256 ends a document."""
+
+    vocab_size = 257
+    eos_id = 256
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
+
+
+class HFTokenizer:
+    """A ``tokenizers.Tokenizer`` (trained here or loaded from a file)."""
+
+    def __init__(self, tok):
+        self.tok = tok
+        self.vocab_size = tok.get_vocab_size()
+        eos = tok.token_to_id(EOS)
+        self.eos_id = eos if eos is not None else self.vocab_size - 1
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tok.encode_batch(texts)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.tok.decode(list(ids))
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int):
+    """A byte-level BPE (GPT-2 style pre-tokenisation) trained on ``texts``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+class TokenizerSpec(Spec):
+    """``kind``: bytes | bpe (trained on the training text, cached) | file (``path`` to a tokenizer.json)."""
+
+    kind: Literal["bytes", "bpe", "file"] = "bpe"
+    vocab_size: int = Field(2048, ge=260, le=1_000_000, description="BPE vocabulary size (kind=bpe)")
+    path: str | None = Field(None, description="tokenizer.json (kind=file)")
+    cache_dir: str = Field("~/.cache/memkit/tokenizers", description="where trained BPEs are kept")
+
+    @model_validator(mode="after")
+    def _path(self):
+        if self.kind == "file":
+            if not self.path:
+                raise ValueError("path: kind='file' needs a path to a tokenizer.json")
+            if not Path(self.path).expanduser().is_file():
+                raise ValueError(f"path: no tokenizer file at {self.path!r}")
+        return self
+
+    def build(self, texts: list[str] | None = None):
+        """The tokenizer; kind=bpe trains on ``texts`` (or loads the cached one for the same texts)."""
+        if self.kind == "bytes":
+            return ByteTokenizer()
+        from tokenizers import Tokenizer
+
+        if self.kind == "file":
+            return HFTokenizer(Tokenizer.from_file(str(Path(self.path).expanduser())))
+        if not texts:
+            raise ValueError("a BPE tokenizer needs training texts")
+        digest = hashlib.sha256(f"bpe-v1-{self.vocab_size}".encode())
+        for t in texts:
+            digest.update(t.encode("utf-8", errors="replace"))
+            digest.update(b"\x00")
+        path = Path(os.path.expanduser(self.cache_dir)) / f"bpe-{self.vocab_size}-{digest.hexdigest()[:16]}.json"
+        if path.is_file():
+            return HFTokenizer(Tokenizer.from_file(str(path)))
+        tok = train_bpe(texts, self.vocab_size)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # parallel trials may train the same one
+        tok.save(str(tmp))
+        os.replace(tmp, path)
+        return HFTokenizer(tok)

@@ -1,0 +1,205 @@
+"""What the report recipes share: one trial on real text plus the evaluation suite.
+
+A trial trains a ``MemoryLM`` on a text corpus (the reversal facts mixed into its training
+text), then measures: validation perplexity (early stopping), position-wise perplexity, the
+reversal curse (standard and the reports' variant), memory selection accuracy (one domain per
+memory, with ``MemoryBuilder``), and, each on a fresh model of the same design trained on its
+own synthetic task, passkey retrieval by depth and multi-query associative recall by distance.
+The two recall tasks run with ``local_window="segment"``: the plain layers see one segment, so
+the memory is the only way back (with "full" every design could answer through attention).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable, Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from memkit.corpus import TextDataSpec
+from memkit.metrics import bucket_name, peak_memory_mb, position_buckets, position_ppl
+from memkit.models import MemoryLMSpec
+from memkit.spec import Spec
+from memkit.tasks.passkey import PasskeyTask, accuracy_by_depth
+from memkit.tasks.recall import RecallTask, accuracy_by_distance
+from memkit.tasks.reversal import ReversalTask
+from memkit.tasks.selection import selection_accuracy
+from memkit.train import TrainSpec, evaluate, train
+from recipes._shared import as_dict
+
+Eval = Literal["position", "reversal", "selection", "passkey", "mqar"]
+ALL_EVALS: list[str] = ["position", "reversal", "selection", "passkey", "mqar"]
+
+
+class SelectionEval(Spec):
+    source_tokens: int = Field(2048, ge=1, description="tokens of a domain's training text written to its memory")
+    queries: int = Field(20, ge=1, description="held-out queries per domain")
+    query_segments: int = Field(1, ge=1, description="query length in segments")
+
+
+class TextTrialSpec(Spec):
+    """Model, text data, training, and the evaluations to run (``evals``)."""
+
+    model: MemoryLMSpec = Field(default_factory=MemoryLMSpec)
+    data: TextDataSpec = Field(default_factory=TextDataSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    evals: list[Eval] = Field(ALL_EVALS, description="evaluations beside perplexity")
+    reversal: ReversalTask = Field(default_factory=ReversalTask)
+    selection: SelectionEval = Field(default_factory=SelectionEval)
+    passkey: PasskeyTask = Field(default_factory=PasskeyTask)
+    mqar: RecallTask = Field(default_factory=RecallTask)
+    recall_train: TrainSpec = Field(default_factory=TrainSpec, description="training of the passkey and MQAR models")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive(cls, data):
+        if isinstance(data, dict):  # MQAR segments are the memory layer's
+            model, mqar = as_dict(data.get("model")), as_dict(data.get("mqar"))
+            mqar["segment_len"] = as_dict(model.get("memory")).get("segment_len", 64)
+            data = {**data, "mqar": mqar}
+        return data
+
+    @model_validator(mode="after")
+    def _fits(self):
+        L = self.model.memory.segment_len
+        if self.passkey.seq_len % L:
+            raise ValueError(f"passkey.seq_len ({self.passkey.seq_len}) must be a multiple of segment_len ({L})")
+        if self.model.local_window == "segment" and self.data.seq_len % L:
+            raise ValueError(f"data.seq_len ({self.data.seq_len}) must be a multiple of segment_len ({L}) "
+                             "with local_window='segment'")
+        return self
+
+
+def text_aliases(prefix: str = "") -> dict[str, str]:
+    """--space keys every text recipe has."""
+    return {
+        "memories": "model.memory.num_memories",
+        "landmark": "model.memory.landmark",
+        "gate": "model.memory.hierarchy",
+        "update": "model.memory.update",
+        "selection": "model.memory.selection",
+        "top_k": "model.memory.top_k",
+        "segment_len": "model.memory.segment_len",
+        "window": "model.local_window",
+        "hidden": "model.hidden_size",
+        "layers": "model.num_layers",
+        "source": "data.source",
+        "tokenizer": "data.tokenizer.kind",
+        "vocab": "data.tokenizer.vocab_size",
+        "seq_len": "data.seq_len",
+        "samples": "data.num_train",
+        "lr": "train.lr",
+        "epochs": "train.max_epochs",
+        "patience": "train.patience",
+        "seed": "train.seed",
+    }
+
+
+def _say(progress: bool, text: str) -> None:
+    if progress:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _train_synthetic(spec: TextTrialSpec, task, vocab: int, seed: int, progress: bool):
+    """A fresh model of the trial's design, window 'segment', trained on a synthetic task."""
+    torch.manual_seed(seed)
+    model = spec.model.with_overrides(vocab_size=max(vocab, 2), local_window="segment").build()
+    tr, va = task.splits(seed)
+    train(model, tr, va, spec.recall_train.with_overrides(seed=seed), progress=progress)
+    return model
+
+
+def run_text(spec: TextTrialSpec, on_epoch: Callable[[dict], None] | None = None, progress: bool | None = None) -> dict:
+    """Train on text and run the evaluations; returns flat figures (see the module docstring)."""
+    progress = bool(progress)
+    seed = spec.train.seed
+    torch.manual_seed(seed)
+    if spec.train.threads:
+        torch.set_num_threads(spec.train.threads)
+    t0 = time.perf_counter()
+    facts = spec.reversal.train_texts() if "reversal" in spec.evals else None
+    data = spec.data.build(extra_train=facts)
+    _say(progress, f"data: {len(data.train[0])} train / {len(data.val[0])} val samples of {spec.data.seq_len} tokens, "
+                   f"domains {data.domains}, vocab {data.vocab_size}")
+    model = spec.model.with_overrides(vocab_size=data.vocab_size).build()
+    result = train(model, data.train, data.val, spec.train, on_epoch=on_epoch, progress=progress)
+    final = evaluate(model, data.val, spec.train.batch_size)
+    device = next(model.parameters()).device
+    out = {
+        "val_ppl": final["ppl"],
+        "val_acc": final["acc"],
+        "best_epoch": result.best_epoch,
+        "epochs": len(result.history),
+        "params": model.num_parameters(),
+        "memory_bytes": model.memory_nbytes(),
+        "sec_per_epoch": result.seconds_per_epoch,
+        "tokens_per_s": result.tokens_per_second,
+        "expand_share": model.memory.last_expand_share if model.memory is not None else float("nan"),
+        "history": [{k: r[k] for k in ("epoch", "train_ppl", "val_ppl")} for r in result.history],
+    }
+    if "position" in spec.evals:
+        for name, ppl in position_ppl(model, data.val, spec.train.batch_size, position_buckets(spec.data.seq_len)).items():
+            out[f"pos_{name}"] = ppl
+    if "reversal" in spec.evals:
+        out.update({f"rev_{k}": v for k, v in spec.reversal.evaluate(model, data.tokenizer).items()})
+    if "selection" in spec.evals and model.memory is not None and model.memory.num_memories > 1:
+        out.update(_selection(spec, model, data))
+    out["peak_mb"] = peak_memory_mb(device)
+    if "passkey" in spec.evals:
+        _say(progress, "passkey: training a fresh model")
+        pk = _train_synthetic(spec, spec.passkey, spec.passkey.vocab_size, seed, progress)
+        by_depth = accuracy_by_depth(pk, spec.passkey, seed, spec.recall_train.batch_size)
+        out.update({f"passkey_{round(d * 100)}": a for d, a in by_depth.items()})
+        out["passkey_mean"] = sum(by_depth.values()) / len(by_depth)
+    if "mqar" in spec.evals:
+        _say(progress, "mqar: training a fresh model")
+        mq = _train_synthetic(spec, spec.mqar, spec.mqar.vocab_size, seed, progress)
+        by_dist = accuracy_by_distance(mq, spec.mqar, seed=seed, batch_size=spec.recall_train.batch_size)
+        out.update({f"mqar_d{d}": a for d, a in sorted(by_dist.items())})
+        out["mqar_mean"] = sum(by_dist.values()) / len(by_dist)
+    out["train_seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _selection(spec: TextTrialSpec, model, data) -> dict:
+    """One domain per memory: its training text written with MemoryBuilder, held-out queries scored."""
+    L = model.memory.segment_len
+    n = min(len(data.domains), model.memory.num_memories)
+    qlen = spec.selection.query_segments * L
+    sources, queries = [], []
+    for i in range(n):
+        train_ids = data.train[0][data.train_domain == i].flatten()
+        sources.append(train_ids[: spec.selection.source_tokens])
+        val_ids = data.val[0][data.val_domain == i]
+        queries += [(i, row[:qlen]) for row in val_ids[: spec.selection.queries] if row.numel() >= qlen]
+    res = selection_accuracy(model, sources, queries)
+    out = {"selection_acc": res["accuracy"], "selection_chance": res["chance"]}
+    out.update({f"selection_{data.domains[i]}": a for i, a in enumerate(res["per_source"])})
+    return out
+
+
+def fmt_pm(rows: list[dict], metric: str, digits: int = 1) -> list[str]:
+    """'mean ± std' cells of one metric for each aggregated grid row."""
+    cells = []
+    for r in rows:
+        mean, std = r.get(f"{metric}_mean"), r.get(f"{metric}_std")
+        if mean is None:
+            cells.append("")
+        elif r.get("seeds", 1) > 1 and std is not None:
+            cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}")
+        else:
+            cells.append(f"{mean:.{digits}f}")
+    return cells
+
+
+def table(title: str, cols: list[str], cells: list[list[str]]) -> str:
+    head = "| " + " | ".join(cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n"
+    return f"### {title}\n\n" + head + "\n".join("| " + " | ".join(c) + " |" for c in cells) + "\n"
+
+
+def position_table(rows: list[dict], names: list[str], seq_len: int) -> str:
+    """The reports' position-wise table: a row per bucket, a column per design."""
+    cells = [[bucket_name(lo, hi)] + fmt_pm(rows, f"pos_{bucket_name(lo, hi)}") for lo, hi in position_buckets(seq_len)]
+    return table("Position-wise PPL", ["Position"] + names, cells)

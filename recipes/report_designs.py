@@ -1,0 +1,142 @@
+"""Recipe for seed reports 002 and 003: single vs multi(4) vs hierarchical(4) memory, on real text.
+
+    python -m ablations.grid --recipe report_designs              # tiny, 3 designs x 3 seeds
+    python -m ablations.grid --recipe report_designs --preset report --gpus-per-trial 1   # the reports' settings
+    python -m recipes.report_designs --preset tiny                # one trial (design=multi) without Ray
+
+Prints the reports' tables (summary, reversal curse, position-wise perplexity) with the seeds'
+spread, plus the standard reversal-curse test and the recall tasks (passkey by depth, MQAR by
+distance) where the designs can differ even when perplexity does not. See ``recipes/_text.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal
+
+from pydantic import Field, model_validator
+
+from recipes._shared import as_dict, cli
+from recipes._text import TextTrialSpec, fmt_pm, position_table, run_text, table, text_aliases
+
+Design = Literal["single", "multi", "hierarchical"]
+
+
+class DesignsSpec(TextTrialSpec):
+    """``design`` sets the memory layer: single = 1 memory; multi = ``num_memories`` with
+    selection; hierarchical = multi plus the expansion gate (``hierarchy``: soft unless set hard)."""
+
+    design: Design = "multi"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _design(cls, data):
+        if not isinstance(data, dict):
+            return data
+        model = as_dict(data.get("model"))
+        memory = as_dict(model.get("memory"))
+        design = data.get("design", "multi")
+        if design == "single":
+            memory.update(num_memories=1, hierarchy="none")
+        elif design == "multi":
+            memory["hierarchy"] = "none"
+        elif design == "hierarchical" and memory.get("hierarchy", "none") == "none":
+            memory["hierarchy"] = "soft"
+        return {**data, "model": {**model, "memory": memory}}
+
+
+ALIASES = {"design": "design", **text_aliases()}
+SPACE = ["design=single,multi,hierarchical"]
+METRICS = ["val_ppl", "best_epoch", "rev_reports_backward_ppl", "rev_forward_acc", "rev_reverse_acc", "passkey_mean",
+           "mqar_mean", "memory_bytes", "params", "sec_per_epoch"]
+
+
+def tiny() -> DesignsSpec:
+    """Minutes per trial on one CPU core: a 2-layer, hidden-128 model on 1,500 samples of 128 tokens."""
+    return DesignsSpec.create(
+        model=dict(hidden_size=128, num_layers=2, num_heads=4, intermediate_size=512, max_position_embeddings=512,
+                   local_window="full", memory=dict(segment_len=32, num_memories=4, update="delta", key_shift=True)),
+        data=dict(source="debian", max_chars=400_000, seq_len=128, num_train=1500, num_val=200,
+                  tokenizer=dict(kind="bpe", vocab_size=1024)),
+        train=dict(lr=3e-3, batch_size=32, max_epochs=4, patience=2),
+        reversal=dict(num_facts=50, num_both=50, repeats=20),
+        selection=dict(source_tokens=1024, queries=20),
+        passkey=dict(seq_len=128, digits=4, filler_len=16, num_train=1024, num_val=50),
+        mqar=dict(write_segments=3, query_segments=1, num_groups=4, keys_per_group=16, num_values=16,
+                  num_train=1024, num_val=128),
+        recall_train=dict(lr=3e-3, batch_size=32, max_epochs=5, patience=2),
+    )
+
+
+def report() -> DesignsSpec:
+    """The reports' settings: Pythia-70M shape, 5,000 samples of 256 tokens, lr 1e-4, up to 30 epochs,
+    4 fine memories, delta rule. Meant for a GPU."""
+    return DesignsSpec.create(
+        model=dict(hidden_size=512, num_layers=6, num_heads=8, intermediate_size=2048, max_position_embeddings=2048,
+                   local_window="full", memory=dict(segment_len=64, num_memories=4, update="delta", key_shift=True,
+                                                    rotary_dim=16)),
+        data=dict(source="debian", max_chars=4_000_000, seq_len=256, num_train=5000, num_val=500,
+                  tokenizer=dict(kind="bpe", vocab_size=16384)),
+        train=dict(lr=1e-4, batch_size=8, max_epochs=30, patience=3),
+        reversal=dict(num_facts=100, num_both=100, repeats=10),
+        passkey=dict(seq_len=1024, digits=5, filler_len=24, num_train=5000, num_val=100),
+        mqar=dict(write_segments=3, query_segments=1, num_groups=8, keys_per_group=64, num_values=512,
+                  num_train=5000, num_val=500),
+        recall_train=dict(lr=1e-4, batch_size=8, max_epochs=30, patience=5),
+    )
+
+
+PRESETS: dict[str, Callable[[], DesignsSpec]] = {"tiny": tiny, "report": report}
+SPEC = DesignsSpec
+
+
+def run(spec: DesignsSpec, on_epoch=None, progress=None) -> dict:
+    return run_text(spec, on_epoch, progress)
+
+
+def _labels(rows, names) -> list[str]:
+    return [", ".join(str(r.get(k)) for k in names) for r in rows]
+
+
+def report(rows: list[dict], names: list[str], spec: DesignsSpec) -> str:
+    """The tables of reports 002/003 (mean ± std over seeds), then the recall tasks."""
+    labels = _labels(rows, names)
+    base = next((r for r in rows if r.get("design") == "single"), None)
+    base_params = base.get("params_mean") if base else None
+    extra = [("" if base_params is None or r.get("params_mean") is None else f"{r['params_mean'] - base_params:+,.0f}")
+             for r in rows]
+    kb = [("" if r.get("memory_bytes_mean") is None else f"{r['memory_bytes_mean'] / 1000:.0f}KB") for r in rows]
+    out = [table("Summary", ["model", "Best PPL", "Best Epoch", "memory size", "extra params"],
+                 [list(c) for c in zip(labels, fmt_pm(rows, "val_ppl"), fmt_pm(rows, "best_epoch"), kb, extra)])]
+    fwd, bwd, gap = (fmt_pm(rows, f"rev_reports_{m}") for m in ("forward_ppl", "backward_ppl", "gap"))
+    base_bwd = base.get("rev_reports_backward_ppl_mean") if base else None
+    better = [("" if base_bwd in (None, 0) or r.get("rev_reports_backward_ppl_mean") is None
+               else f"{100 * (base_bwd - r['rev_reports_backward_ppl_mean']) / base_bwd:.1f}%") for r in rows]
+    out.append(table("Reversal curse, the reports' variant (PPL of trained vs reversed sentences)",
+                     ["model", "Forward PPL", "Backward PPL", "Gap", "improvement over single"],
+                     [list(c) for c in zip(labels, fwd, bwd, gap, better)]))
+    cols = [("forward_acc", 2), ("reverse_acc", 2), ("forward_logprob", 2), ("reverse_logprob", 2), ("logprob_gap", 2)]
+    out.append(table("Reversal curse, standard (Berglund et al.): exact match and completion log-prob",
+                     ["model", "fwd acc", "rev acc", "fwd logp", "rev logp", "logp gap"],
+                     [[lab] + [fmt_pm([r], f"rev_{m}", d)[0] for m, d in cols] for lab, r in zip(labels, rows)]))
+    out.append(position_table(rows, labels, spec.data.seq_len))
+    out.append(recall_tables(rows, labels, spec))
+    return "\n".join(out)
+
+
+def recall_tables(rows, labels, spec) -> str:
+    depths = [round(d * 100) for d in spec.passkey.depths]
+    pk = table("Passkey retrieval by depth (share exact)", ["model"] + [f"{d}%" for d in depths],
+               [[lab] + [fmt_pm([r], f"passkey_{d}", 2)[0] for d in depths] for lab, r in zip(labels, rows)])
+    dists = sorted({int(k[len("mqar_d"):-len("_mean")]) for r in rows for k in r
+                    if k.startswith("mqar_d") and k.endswith("_mean") and r[k] is not None})
+    mq = table("MQAR by distance in segments (accuracy)", ["model"] + [f"{d} back" for d in dists],
+               [[lab] + [fmt_pm([r], f"mqar_d{d}", 2)[0] for d in dists] for lab, r in zip(labels, rows)])
+    return pk + "\n" + mq
+
+
+def main(argv=None) -> None:
+    cli(__doc__, PRESETS, run, argv)
+
+
+if __name__ == "__main__":
+    main()
