@@ -86,7 +86,7 @@ class TextDataSpec(Spec):
             lacking = debian_texts.missing(self.domains)
             if lacking:
                 raise DataError(f"source='debian': {', '.join(lacking)} not installed ({debian_texts.install_hint(lacking)})")
-            folder = Path(cache_dir).expanduser() / f"debian-{self.max_chars}"
+            folder = Path(cache_dir).expanduser() / f"debian-v{debian_texts.VERSION}-{self.max_chars}"
             return load_files(debian_texts.write_corpus(folder, self.domains, self.max_chars), self.text_field)
         if self.source.startswith("hub:"):
             name, _, config = self.source[4:].partition(":")

@@ -25,6 +25,7 @@ import subprocess
 from pathlib import Path
 
 DOMAINS = ("bible", "fortunes", "jargon", "python_doc")
+VERSION = 2  # part of the cache folder's name: a change to the readers must not reuse old files
 PACKAGES = {"bible": "bible-kjv", "fortunes": "fortunes", "jargon": "jargon-text", "python_doc": "python3.11-doc"}
 FORTUNES = "/usr/share/games/fortunes"
 JARGON = "/usr/share/doc/jargon-text/jargon.txt.gz"
@@ -92,6 +93,10 @@ def _python_doc() -> list[str]:
     files = sorted(glob.glob(os.path.join(PYTHON_DOC, "**", "*.rst.txt"), recursive=True))
     if not files:
         raise MissingText("python_doc")
+    # the manuals about Python itself first (a cap keeps these), the C API last
+    first = ("tutorial", "library", "reference", "howto")
+    rank = lambda p: next((i for i, d in enumerate(first) if f"/{d}/" in p), len(first))  # noqa: E731
+    files.sort(key=lambda p: (rank(p), p))
     return [_one_block(Path(p).read_text(encoding="utf-8", errors="replace")) for p in files]
 
 

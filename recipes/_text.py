@@ -203,3 +203,21 @@ def position_table(rows: list[dict], names: list[str], seq_len: int) -> str:
     """The reports' position-wise table: a row per bucket, a column per design."""
     cells = [[bucket_name(lo, hi)] + fmt_pm(rows, f"pos_{bucket_name(lo, hi)}") for lo, hi in position_buckets(seq_len)]
     return table("Position-wise PPL", ["Position"] + names, cells)
+
+
+def labels_of(rows, names) -> list[str]:
+    return [", ".join(str(r.get(k)) for k in names) for r in rows]
+
+
+def recall_tables(rows, labels, spec) -> str:
+    """Passkey by depth and MQAR by distance, for the evaluations the rows have."""
+    if not any(k.startswith(("passkey_", "mqar_")) for r in rows for k in r if r[k] is not None):
+        return ""
+    depths = [round(d * 100) for d in spec.passkey.depths]
+    pk = table("Passkey retrieval by depth (share exact)", ["model"] + [f"{d}%" for d in depths],
+               [[lab] + [fmt_pm([r], f"passkey_{d}", 2)[0] for d in depths] for lab, r in zip(labels, rows)])
+    dists = sorted({int(k[len("mqar_d"):-len("_mean")]) for r in rows for k in r
+                    if k.startswith("mqar_d") and k.endswith("_mean") and r[k] is not None})
+    mq = table("MQAR by distance in segments (accuracy)", ["model"] + [f"{d} back" for d in dists],
+               [[lab] + [fmt_pm([r], f"mqar_d{d}", 2)[0] for d in dists] for lab, r in zip(labels, rows)])
+    return pk + "\n" + mq

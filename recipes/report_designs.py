@@ -16,7 +16,16 @@ from typing import Callable, Literal
 from pydantic import Field, model_validator
 
 from recipes._shared import as_dict, cli
-from recipes._text import TextTrialSpec, fmt_pm, position_table, run_text, table, text_aliases
+from recipes._text import (
+    TextTrialSpec,
+    fmt_pm,
+    labels_of,
+    position_table,
+    recall_tables,
+    run_text,
+    table,
+    text_aliases,
+)
 
 Design = Literal["single", "multi", "hierarchical"]
 
@@ -93,13 +102,9 @@ def run(spec: DesignsSpec, on_epoch=None, progress=None) -> dict:
     return run_text(spec, on_epoch, progress)
 
 
-def _labels(rows, names) -> list[str]:
-    return [", ".join(str(r.get(k)) for k in names) for r in rows]
-
-
 def report(rows: list[dict], names: list[str], spec: DesignsSpec) -> str:
     """The tables of reports 002/003 (mean ± std over seeds), then the recall tasks."""
-    labels = _labels(rows, names)
+    labels = labels_of(rows, names)
     base = next((r for r in rows if r.get("design") == "single"), None)
     base_params = base.get("params_mean") if base else None
     extra = [("" if base_params is None or r.get("params_mean") is None else f"{r['params_mean'] - base_params:+,.0f}")
@@ -121,17 +126,6 @@ def report(rows: list[dict], names: list[str], spec: DesignsSpec) -> str:
     out.append(position_table(rows, labels, spec.data.seq_len))
     out.append(recall_tables(rows, labels, spec))
     return "\n".join(out)
-
-
-def recall_tables(rows, labels, spec) -> str:
-    depths = [round(d * 100) for d in spec.passkey.depths]
-    pk = table("Passkey retrieval by depth (share exact)", ["model"] + [f"{d}%" for d in depths],
-               [[lab] + [fmt_pm([r], f"passkey_{d}", 2)[0] for d in depths] for lab, r in zip(labels, rows)])
-    dists = sorted({int(k[len("mqar_d"):-len("_mean")]) for r in rows for k in r
-                    if k.startswith("mqar_d") and k.endswith("_mean") and r[k] is not None})
-    mq = table("MQAR by distance in segments (accuracy)", ["model"] + [f"{d} back" for d in dists],
-               [[lab] + [fmt_pm([r], f"mqar_d{d}", 2)[0] for d in dists] for lab, r in zip(labels, rows)])
-    return pk + "\n" + mq
 
 
 def main(argv=None) -> None:

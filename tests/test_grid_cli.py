@@ -49,7 +49,7 @@ def test_list_keys_shows_aliases_types_and_defaults():
 @pytest.mark.slow
 def test_two_point_grid_end_to_end(tmp_path):
     res = grid("--space", "memories=1,2", "--space", "epochs=1", "--space", "samples=64", "--results", str(tmp_path),
-               "--no-dashboard")
+               "--no-dashboard", "--seeds", "1")
     assert res.returncode == 0, res.stdout + res.stderr
     [out] = list(tmp_path.iterdir())
     rows = list(csv.DictReader((out / "results.csv").open()))

@@ -91,7 +91,7 @@ def test_interrupted_grid_resumes_running_each_trial_once(toy, tmp_path):
     recipe, count = toy
     out_root = tmp_path / "res"
     cmd = [sys.executable, "-m", "ablations.grid", "--no-dashboard", "--recipe", str(recipe), "--space", "x=0,1,2,4,5,6",
-           "--space", "delay=3", "--num-cpus", "2", "--results", str(out_root)]
+           "--space", "delay=3", "--num-cpus", "2", "--seeds", "1", "--results", str(out_root)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 180
     log = None
@@ -159,6 +159,35 @@ def test_malformed_ranges_never_crash(text):
 @pytest.mark.slow
 def test_asha_scheduler_runs_with_recipes_that_report_only_perplexity(toy, tmp_path):
     recipe, count = toy
-    res = grid("--recipe", str(recipe), "--space", "x=0,1", "--scheduler", "asha", "--results", str(tmp_path / "r"))
+    res = grid("--recipe", str(recipe), "--space", "x=0,1", "--scheduler", "asha", "--seeds", "1",
+               "--results", str(tmp_path / "r"))
     assert res.returncode == 0, res.stdout + res.stderr
     assert sorted(count.read_text().split()) == ["0,0", "1,0"]
+
+
+REPORT_TOY = TOY + """
+SPACE = ["x=1,2"]
+SEEDS = 2
+
+def report(rows, names, spec):
+    return "REPORT " + " ".join(f"x={{r['x']}}:extra={{r['extra_mean']:.3f}}" for r in rows)
+"""
+
+
+@pytest.mark.slow
+def test_report_recipe_default_space_seeds_and_report(tmp_path):
+    """A report recipe: no --space or --seeds given -> its SPACE and SEEDS; figures outside METRICS
+    are kept and averaged; its report() is printed and written to report.md."""
+    count = tmp_path / "count.txt"
+    path = tmp_path / "report_toy.py"
+    path.write_text(REPORT_TOY.format(count=count).replace(
+        '"train_seconds": spec.delay}', '"train_seconds": spec.delay, "extra": spec.x * 10 + spec.seed}'))
+    res = grid("--recipe", str(path), "--results", str(tmp_path / "r"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert sorted(count.read_text().split()) == ["1,0", "1,1", "2,0", "2,1"]
+    out = only_dir(tmp_path / "r")
+    text = (out / "report.md").read_text()
+    assert text == "REPORT x=1:extra=10.500 x=2:extra=20.500"
+    assert text in res.stdout
+    rows = {r["x"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert float(rows["2"]["extra_std"]) == pytest.approx(0.7071, rel=1e-3)
