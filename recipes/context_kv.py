@@ -11,6 +11,7 @@ Presets: ``tiny`` (CPU, minutes) and ``report`` (context_dim 256, interval 20, m
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Callable
 
@@ -97,7 +98,7 @@ def run(spec: ContextKVRecipeSpec, on_epoch: Callable[[dict], None] | None = Non
     train_data, val_data = spec.task.splits(spec.train.seed)
     pre = OACDPretrainer(model, spec.oacd.with_overrides(seed=spec.train.seed))
     t0 = time.perf_counter()
-    rows = pre.phase1(train_data[0], on_iteration=(lambda r: print(f"oacd {r}")) if progress else None)
+    rows = pre.phase1(train_data[0], on_iteration=(lambda r: print(f"oacd {r}", file=sys.stderr)) if progress else None)
     phase1_seconds = time.perf_counter() - t0
     share = pre.freeze()
     result = train(model, train_data, val_data, spec.train, on_epoch=on_epoch, progress=progress)

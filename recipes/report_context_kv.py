@@ -1,0 +1,170 @@
+"""Recipe for seed report 004: context-KV attention with OACD pretraining, on real text and on recall.
+
+    python -m ablations.grid --recipe report_context_kv                    # tiny, 3 seeds
+    python -m ablations.grid --recipe report_context_kv --space interval=4,8,16
+    python -m ablations.grid --recipe report_context_kv --preset report --gpus-per-trial 1
+
+A trial runs the report's two phases on the four-domain Debian text (Phase 1: OACD on the context
+block until the convergence rate reaches the threshold; Phase 2: the block frozen, the rest
+trained with early stopping), then the same design on long-range recall (``recipes/context_kv``),
+where the plain layers see one window and the contexts are the only way back.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+from pydantic import Field
+
+from memkit.context_kv import ContextKVLMSpec
+from memkit.corpus import TextDataSpec
+from memkit.metrics import peak_memory_mb
+from memkit.oacd import OACDPretrainer, OACDSpec
+from memkit.spec import Spec
+from memkit.tasks.recall import RecallTask
+from memkit.train import TrainSpec, evaluate, train
+from recipes import context_kv
+from recipes._shared import cli
+from recipes._text import fmt_pm, labels_of, table
+
+
+class ContextKVReportSpec(Spec):
+    model: ContextKVLMSpec = Field(default_factory=ContextKVLMSpec)
+    data: TextDataSpec = Field(default_factory=TextDataSpec)
+    oacd: OACDSpec = Field(default_factory=OACDSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    recall: RecallTask | None = Field(default_factory=RecallTask, description="the recall run (None: skip it)")
+    recall_train: TrainSpec = Field(default_factory=TrainSpec)
+
+
+ALIASES = {
+    "interval": "model.context.interval",
+    "max_contexts": "model.context.max_contexts",
+    "kv_mode": "model.context.mode",
+    "context_dim": "model.context.context_dim",
+    "mask_padding": "model.context.mask_padding",
+    "window": "model.window",
+    "hidden": "model.hidden_size",
+    "oacd_iterations": "oacd.max_iterations",
+    "oacd_threshold": "oacd.threshold",
+    "source": "data.source",
+    "seq_len": "data.seq_len",
+    "samples": "data.num_train",
+    "lr": "train.lr",
+    "epochs": "train.max_epochs",
+    "patience": "train.patience",
+    "seed": "train.seed",
+}
+SPACE: list[str] = []  # one design, over seeds; sweep interval / max_contexts / kv_mode with --space
+METRICS = ["val_ppl", "val_acc", "best_epoch", "oacd_convergence", "effective_rank", "trainable_share", "recall_acc",
+           "sec_per_epoch"]
+
+
+def tiny() -> ContextKVReportSpec:
+    return ContextKVReportSpec.create(
+        model=dict(hidden_size=128, num_layers=2, num_heads=4, intermediate_size=512, window=32,
+                   context=dict(context_dim=64, interval=8, max_contexts=16)),
+        data=dict(source="debian", max_chars=400_000, seq_len=128, num_train=1500, num_val=200,
+                  tokenizer=dict(kind="bpe", vocab_size=1024)),
+        oacd=dict(max_iterations=30, batch_size=16, probe_samples=32),
+        train=dict(lr=3e-3, batch_size=32, max_epochs=8, patience=2),
+        recall=dict(write_segments=4, query_segments=2, num_groups=4, keys_per_group=16, num_values=16,
+                    num_train=1024, num_val=128),
+        recall_train=dict(lr=3e-3, batch_size=32, max_epochs=4, patience=2),
+    )
+
+
+def report() -> ContextKVReportSpec:
+    """The report's settings: context_dim 256, interval 20, max_contexts 32 (fixed), 8 heads, 500
+    samples, patience 3; on a Pythia-70M-shaped model. Meant for a GPU."""
+    return ContextKVReportSpec.create(
+        model=dict(hidden_size=512, num_layers=6, num_heads=8, intermediate_size=2048, window=64,
+                   context=dict(context_dim=256, interval=20, max_contexts=32, mode="fixed")),
+        data=dict(source="debian", max_chars=4_000_000, seq_len=256, num_train=500, num_val=100,
+                  tokenizer=dict(kind="bpe", vocab_size=16384)),
+        oacd=dict(max_iterations=100, batch_size=16, probe_samples=64),
+        train=dict(lr=1e-4, batch_size=8, max_epochs=30, patience=3),
+        recall=dict(write_segments=3, query_segments=1, num_groups=8, keys_per_group=64, num_values=512,
+                    num_train=500, num_val=100),
+        recall_train=dict(lr=1e-4, batch_size=8, max_epochs=30, patience=3),
+    )
+
+
+PRESETS: dict[str, Callable[[], ContextKVReportSpec]] = {"tiny": tiny, "report": report}
+SPEC = ContextKVReportSpec
+
+
+def run(spec: ContextKVReportSpec, on_epoch=None, progress=None) -> dict:
+    seed = spec.train.seed
+    torch.manual_seed(seed)
+    if spec.train.threads:
+        torch.set_num_threads(spec.train.threads)
+    t0 = time.perf_counter()
+    data = spec.data.build()
+    model = spec.model.with_overrides(vocab_size=data.vocab_size).build()
+    pre = OACDPretrainer(model, spec.oacd.with_overrides(seed=seed))
+    t1 = time.perf_counter()
+    rows = pre.phase1(data.train[0])
+    phase1_seconds = time.perf_counter() - t1
+    share = pre.freeze()
+    result = train(model, data.train, data.val, spec.train, on_epoch=on_epoch, progress=progress)
+    final = evaluate(model, data.val, spec.train.batch_size)
+    train_tokens = data.train[0].numel()
+    out = {
+        "val_ppl": final["ppl"], "val_acc": final["acc"], "best_epoch": result.best_epoch,
+        "epochs": len(result.history), "params": model.num_parameters(),
+        "trainable": model.num_parameters(trainable_only=True), "trainable_share": share,
+        "oacd_iterations": len(rows), "oacd_convergence": rows[-1]["convergence"],
+        "effective_rank": rows[-1]["effective_rank"], "phase1_seconds": phase1_seconds,
+        "history_tokens": model.cache.history_tokens, "train_tokens": train_tokens,
+        "theoretical_max_contexts": model.cache.theoretical_max_contexts(train_tokens),
+        "sec_per_epoch": result.seconds_per_epoch, "tokens_per_s": result.tokens_per_second,
+        "peak_mb": peak_memory_mb(next(model.parameters()).device),
+    }
+    for r in result.history:  # the report's Phase 2 table, epoch by epoch
+        for k in ("train_ppl", "val_ppl", "val_acc"):
+            out[f"e{r['epoch']}_{k}"] = r[k]
+    if spec.recall is not None:
+        # the recall model's vocabulary is the task's (the derive step grows it from 2)
+        recall_spec = context_kv.SPEC.create(model={**spec.model.model_dump(), "vocab_size": 2}, task=spec.recall.model_dump(),
+                                             oacd=spec.oacd.model_dump(), train=spec.recall_train.with_overrides(seed=seed).model_dump())
+        rec = context_kv.run(recall_spec, progress=progress)
+        out.update(recall_acc=rec["recall_acc"], recall_chance=1 / spec.recall.num_values)
+    out["train_seconds"] = time.perf_counter() - t0
+    return out
+
+
+def report(rows: list[dict], names: list[str], spec: ContextKVReportSpec) -> str:
+    labels = labels_of(rows, names) if names else ["context-KV"] * len(rows)
+    c = spec.model.context
+    out = [table("Settings", ["figure", "value"], [
+        ["context dim / interval / max contexts / mode", f"{c.context_dim} / {c.interval} / {c.max_contexts} / {c.mode}"],
+        ["history tokens (interval x max contexts)", f"{c.interval * c.max_contexts}"],
+    ] + [[f"theoretical max contexts ({lab})", fmt_pm([r], "theoretical_max_contexts", 0)[0]] for lab, r in zip(labels, rows)])]
+    out.append(table("Phase 1: OACD", ["run", "iterations", "convergence", "effective rank", "seconds"],
+                     [[lab] + [fmt_pm([r], m, d)[0] for m, d in (("oacd_iterations", 1), ("oacd_convergence", 2),
+                                                                 ("effective_rank", 2), ("phase1_seconds", 1))]
+                      for lab, r in zip(labels, rows)]))
+    epochs = sorted({int(k[1:].split("_")[0]) for r in rows for k in r if k.startswith("e") and k.endswith("_val_ppl_mean")
+                     and k[1:].split("_")[0].isdigit() and r[k] is not None})
+    for lab, r in zip(labels, rows):
+        cells = [[str(e)] + [fmt_pm([r], f"e{e}_{m}", d)[0] for m, d in (("train_ppl", 1), ("val_ppl", 1), ("val_acc", 3))]
+                 for e in epochs]
+        out.append(table(f"Phase 2 ({lab})", ["Epoch", "Train PPL", "Val PPL", "Val Acc"], cells))
+    out.append(table("Final", ["run", "Val PPL", "Val Acc", "Best Epoch", "s/epoch", "trainable share", "peak MB",
+                               "recall acc (chance)"],
+                     [[lab] + fmt_pm([r], "val_ppl") + fmt_pm([r], "val_acc", 3) + fmt_pm([r], "best_epoch")
+                      + fmt_pm([r], "sec_per_epoch") + fmt_pm([r], "trainable_share", 2) + fmt_pm([r], "peak_mb", 0)
+                      + [f"{fmt_pm([r], 'recall_acc', 3)[0]} ({fmt_pm([r], 'recall_chance', 3)[0]})"]
+                      for lab, r in zip(labels, rows)]))
+    return "\n".join(out)
+
+
+def main(argv=None) -> None:
+    cli(__doc__, PRESETS, run, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Memory selection accuracy: the weights it scores are the layer's own, and a layer whose
+selection query equals its key picks the memory written with the query's own text."""
+
+import torch
+
+from memkit.builder import MemoryBuilder
+from memkit.models import MemoryLMSpec
+from memkit.tasks.selection import selection_accuracy
+
+
+def model(landmark="mean_k", key_shift=False):
+    torch.manual_seed(0)
+    return MemoryLMSpec.create(
+        vocab_size=40, hidden_size=64, num_layers=1, num_heads=2, intermediate_size=64, local_window="segment",
+        memory=dict(segment_len=4, num_memories=4, landmark=landmark, key_shift=key_shift),
+    ).build().eval()
+
+
+def test_selection_weights_are_the_weights_the_layer_reads_with():
+    m = model(landmark="memory_norm", key_shift=True)
+    sources = [torch.randint(0, 40, (16,)) for _ in range(4)]
+    state = MemoryBuilder(m).build(sources)
+    query = torch.randint(0, 40, (1, 4))  # one segment: its read uses the built memories only
+    seen, used = [], []
+    h1 = m.memory.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+    h2 = m.memory.selector.register_forward_hook(lambda mod, args, out: used.append(out))
+    with torch.no_grad():
+        m(query, state)
+    h1.remove()
+    h2.remove()
+    got = m.memory.selection_weights(seen[0], state)
+    assert got.shape == (1, 2, 4, 4)
+    torch.testing.assert_close(got, used[0])
+
+
+def test_a_selector_that_knows_the_answer_scores_every_query():
+    m = model()
+    D = m.memory.hidden_size
+    with torch.no_grad():  # selection query = key: each query token matches its own memory's mean key best
+        m.memory.qkv.weight[:D] = m.memory.qkv.weight[D : 2 * D]
+    tokens = [3, 11, 19, 27]
+    sources = [torch.full((16,), t) for t in tokens]
+    queries = [(i, torch.full((4,), t)) for i, t in enumerate(tokens) for _ in range(2)]
+    res = selection_accuracy(m, sources, queries)
+    assert res["accuracy"] == 1.0 and res["per_source"] == [1.0] * 4 and res["chance"] == 0.25
+    assert res["choices"] == [0, 0, 1, 1, 2, 2, 3, 3]
+    # a selector that always picks memory 0 scores 1/4
+    shuffled = [(i, torch.full((4,), tokens[0])) for i, _ in queries]
+    assert selection_accuracy(m, sources, shuffled)["accuracy"] == 0.25
