@@ -13,7 +13,9 @@ from typing import Any
 
 # Which way is better, for the summary.
 BETTER = {"recall_acc": max, "val_ppl": min, "params": min, "memory_bytes": min, "sec_per_epoch": min,
-          "tokens_per_s": max, "trainable_share": min}
+          "tokens_per_s": max, "trainable_share": min, "val_acc": max, "peak_mb": min, "selection_acc": max,
+          "passkey_mean": max, "mqar_mean": max, "rev_forward_acc": max, "rev_reverse_acc": max,
+          "rev_reports_backward_ppl": min}
 
 
 def read_trials(path: Path) -> list[dict]:

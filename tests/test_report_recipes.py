@@ -1,0 +1,99 @@
+"""The report recipes: each runs its tiny preset, shrunk, on small local text (two domain files),
+returns every figure its report reads, and renders its tables from aggregated rows."""
+
+import math
+
+import pytest
+
+from recipes import report_context_kv, report_designs, report_hsa, report_landmarks
+
+WORDS = {
+    "psalms": "the lord is my shepherd I shall not want he maketh me to lie down in green pastures",
+    "code": "def main(argv): return parse(argv) if argv else None # a function that parses its arguments",
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    for name, text in WORDS.items():
+        (root / f"{name}.txt").write_text("\n\n".join(f"{i}: {text}" for i in range(120)))
+    return f"{root}/psalms.txt,{root}/code.txt"
+
+
+def shrink(spec, corpus, tmp_path, **extra):
+    data = dict(source=corpus, num_train=48, num_val=8, max_chars=20_000,
+                tokenizer=dict(kind="bpe", vocab_size=300, cache_dir=str(tmp_path)))
+    return spec.with_overrides(data={**spec.data.model_dump(), **data},
+                               train={**spec.train.model_dump(), "max_epochs": 1, "batch_size": 16}, **extra)
+
+
+def aggregated(figures: dict, **keys) -> dict:
+    """A grid row from one trial's figures (mean = the value, std 0)."""
+    row = {"seeds": 1, "failed": 0, **keys}
+    for k, v in figures.items():
+        if isinstance(v, (int, float)):
+            row[f"{k}_mean"], row[f"{k}_std"] = float(v), 0.0
+    return row
+
+
+@pytest.mark.slow
+def test_report_designs_runs_every_evaluation(corpus, tmp_path):
+    base = report_designs.tiny()
+    spec = shrink(base, corpus, tmp_path, design="hierarchical",
+                  reversal=dict(num_facts=8, num_both=4, repeats=2),
+                  selection=dict(source_tokens=64, queries=3),
+                  passkey={**base.passkey.model_dump(), "num_train": 32, "num_val": 4},
+                  mqar={**base.mqar.model_dump(), "num_train": 32, "num_val": 8},
+                  recall_train={**base.recall_train.model_dump(), "max_epochs": 1})
+    assert spec.model.memory.hierarchy == "soft" and spec.model.memory.num_memories == 4
+    out = report_designs.run(spec)
+    for key in ["val_ppl", "best_epoch", "params", "memory_bytes", "sec_per_epoch", "tokens_per_s", "peak_mb",
+                "pos_0-16", "pos_96-128", "rev_forward_acc", "rev_reverse_acc", "rev_logprob_gap",
+                "rev_reports_forward_ppl", "rev_reports_backward_ppl", "selection_acc", "selection_psalms",
+                "passkey_0", "passkey_100", "passkey_mean", "mqar_d1", "mqar_mean"]:
+        assert key in out and isinstance(out[key], float | int) and not math.isnan(out[key]), key
+    assert out["selection_chance"] == 0.5  # two domains, two of the four memories
+    rows = [aggregated(out, design="hierarchical"), aggregated({**out, "params": out["params"] - 100}, design="single")]
+    text = report_designs.report(rows, ["design"], spec)
+    for title in ["Summary", "Reversal curse, the reports' variant", "Position-wise PPL", "Passkey", "MQAR"]:
+        assert title in text
+    assert "+100" in text  # extra params over single
+    assert "| 96-128 |" in text
+
+
+def test_design_sets_the_memory_layer():
+    single = report_designs.DesignsSpec.create(design="single", model=dict(memory=dict(num_memories=8)))
+    assert single.model.memory.num_memories == 1
+    hier = report_designs.DesignsSpec.create(design="hierarchical", model=dict(memory=dict(hierarchy="hard")))
+    assert hier.model.memory.hierarchy == "hard"
+    assert report_designs.DesignsSpec.create(design="multi").model.memory.hierarchy == "none"
+
+
+@pytest.mark.slow
+def test_report_landmarks_and_hsa_tables(corpus, tmp_path):
+    base = report_landmarks.tiny()
+    spec = shrink(base, corpus, tmp_path, selection=dict(source_tokens=64, queries=3),
+                  mqar={**base.mqar.model_dump(), "num_train": 32, "num_val": 8},
+                  recall_train={**base.recall_train.model_dump(), "max_epochs": 1})
+    out = report_landmarks.run(spec)
+    assert 0 <= out["selection_acc"] <= 1 and "mqar_mean" in out and "passkey_mean" not in out
+    rows = [aggregated(out, landmark="hsa"), aggregated({**out, "sec_per_epoch": out["sec_per_epoch"] / 2},
+                                                        landmark="memory_norm")]
+    text = report_landmarks.report(rows, ["landmark"], spec)
+    assert "Memory selection accuracy" in text and "| psalms |" in text and "Passkey" not in text
+    text = report_hsa.report(rows, ["landmark"], spec)
+    assert "HSA vs memory_norm" in text and "+100%" in text  # time per epoch doubled
+
+
+@pytest.mark.slow
+def test_report_context_kv_runs_both_phases_and_recall(corpus, tmp_path):
+    base = report_context_kv.tiny()
+    spec = shrink(base, corpus, tmp_path, oacd={**base.oacd.model_dump(), "max_iterations": 3},
+                  recall={**base.recall.model_dump(), "num_train": 32, "num_val": 8},
+                  recall_train={**base.recall_train.model_dump(), "max_epochs": 1})
+    out = report_context_kv.run(spec)
+    assert out["oacd_iterations"] <= 3 and 0 < out["trainable_share"] < 1
+    assert "e1_val_ppl" in out and 0 <= out["recall_acc"] <= 1 and out["recall_chance"] == 1 / 16
+    text = report_context_kv.report([aggregated(out)], [], spec)
+    assert "Phase 1: OACD" in text and "Phase 2" in text and "| 1 |" in text
