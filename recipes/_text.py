@@ -57,7 +57,8 @@ class TextTrialSpec(Spec):
     def _derive(cls, data):
         if isinstance(data, dict):  # MQAR segments are the memory layer's
             model, mqar = as_dict(data.get("model")), as_dict(data.get("mqar"))
-            mqar["segment_len"] = as_dict(model.get("memory")).get("segment_len", 64)
+            mqar["segment_len"] = L = as_dict(model.get("memory")).get("segment_len", 64)
+            mqar.setdefault("keys_per_group", max(16, L // 2))  # a segment's keys are distinct
             data = {**data, "mqar": mqar}
         return data
 
@@ -210,14 +211,16 @@ def labels_of(rows, names) -> list[str]:
 
 
 def recall_tables(rows, labels, spec) -> str:
-    """Passkey by depth and MQAR by distance, for the evaluations the rows have."""
-    if not any(k.startswith(("passkey_", "mqar_")) for r in rows for k in r if r[k] is not None):
-        return ""
-    depths = [round(d * 100) for d in spec.passkey.depths]
-    pk = table("Passkey retrieval by depth (share exact)", ["model"] + [f"{d}%" for d in depths],
-               [[lab] + [fmt_pm([r], f"passkey_{d}", 2)[0] for d in depths] for lab, r in zip(labels, rows)])
-    dists = sorted({int(k[len("mqar_d"):-len("_mean")]) for r in rows for k in r
-                    if k.startswith("mqar_d") and k.endswith("_mean") and r[k] is not None})
-    mq = table("MQAR by distance in segments (accuracy)", ["model"] + [f"{d} back" for d in dists],
-               [[lab] + [fmt_pm([r], f"mqar_d{d}", 2)[0] for d in dists] for lab, r in zip(labels, rows)])
-    return pk + "\n" + mq
+    """Passkey by depth and MQAR by distance, each when the rows have it."""
+    has = lambda prefix: any(k.startswith(prefix) and r[k] is not None for r in rows for k in r)  # noqa: E731
+    out = []
+    if has("passkey_"):
+        depths = [round(d * 100) for d in spec.passkey.depths]
+        out.append(table("Passkey retrieval by depth (share exact)", ["model"] + [f"{d}%" for d in depths],
+                         [[lab] + [fmt_pm([r], f"passkey_{d}", 2)[0] for d in depths] for lab, r in zip(labels, rows)]))
+    if has("mqar_"):
+        dists = sorted({int(k[len("mqar_d"):-len("_mean")]) for r in rows for k in r
+                        if k.startswith("mqar_d") and k.endswith("_mean") and r[k] is not None})
+        out.append(table("MQAR by distance in segments (accuracy)", ["model"] + [f"{d} back" for d in dists],
+                         [[lab] + [fmt_pm([r], f"mqar_d{d}", 2)[0] for d in dists] for lab, r in zip(labels, rows)]))
+    return "\n".join(out)

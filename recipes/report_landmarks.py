@@ -20,7 +20,6 @@ from recipes._text import TextTrialSpec, fmt_pm, labels_of, recall_tables, run_t
 ALIASES = text_aliases()
 SPACE = ["landmark=memory_norm,learned,mean_k"]
 METRICS = ["val_ppl", "best_epoch", "params", "selection_acc", "mqar_mean", "sec_per_epoch"]
-DOMAINS = ["bible", "fortunes", "jargon", "python_doc"]
 
 
 def tiny() -> TextTrialSpec:
@@ -71,7 +70,10 @@ def report(rows: list[dict], names: list[str], spec: TextTrialSpec) -> str:
     params = [f"{r['params_mean']:,.0f}" if r.get("params_mean") is not None else "" for r in rows]
     out = [table("Landmark comparison", ["Landmark Type", "Best PPL", "Epoch", "Params"],
                  [list(c) for c in zip(labels, fmt_pm(rows, "val_ppl"), fmt_pm(rows, "best_epoch"), params)])]
-    domains = [d for d in DOMAINS if any(r.get(f"selection_{d}_mean") is not None for r in rows)]
+    # the domains are whatever the data's files were (the Debian corpus by default)
+    domains = sorted({k[len("selection_"):-len("_mean")] for r in rows for k in r
+                      if k.startswith("selection_") and k.endswith("_mean") and r[k] is not None}
+                     - {"acc", "chance"})
     cells = [[d] + fmt_pm(rows, f"selection_{d}", 2) for d in domains]
     cells.append(["**all**"] + fmt_pm(rows, "selection_acc", 2))
     chance = next((r["selection_chance_mean"] for r in rows if r.get("selection_chance_mean")), None)
