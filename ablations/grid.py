@@ -33,7 +33,7 @@ from ablations.results import (
     text_table,
     write_all,
 )
-from ablations.space import SpaceError, grid_points, leaf_fields, parse_space, type_name
+from ablations.space import SpaceError, apply_overrides, grid_points, leaf_fields, parse_space, type_name
 from ablations.trial import is_recipe_path, load_recipe
 
 METRICS = ["recall_acc", "val_ppl", "params", "memory_bytes", "sec_per_epoch", "tokens_per_s", "best_epoch", "epochs",
@@ -133,7 +133,10 @@ def check_inputs(args) -> tuple[Any, list, list[dict]]:
                 raise SpaceError("--seeds and --space seed=... both set the seed; use one")
             space.append(("seed", seed_path, list(range(args.seeds))))
         points = grid_points(module.PRESETS[args.preset](), space)
-    except SpaceError as e:
+        if hasattr(module, "preflight"):  # what a trial needs from this machine (e.g. data files)
+            for pt in points:
+                module.preflight(apply_overrides(module.PRESETS[args.preset](), pt))
+    except (SpaceError, ValueError) as e:
         raise UsageError(str(e)) from None
     if args.address and args.address != "auto":
         host, _, port = args.address.rpartition(":")

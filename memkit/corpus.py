@@ -69,8 +69,19 @@ class TextDataSpec(Spec):
             if v.startswith("hub:") and not v[4:].strip(":"):
                 raise ValueError("source: 'hub:' needs a data set name, e.g. hub:wikitext:wikitext-103-raw-v1")
             return v
-        _local_files(v)  # a missing file is named here, before any trial starts
+        try:
+            _local_files(v)  # a missing file is named here, before any trial starts
+        except DataError as e:
+            raise ValueError(str(e).removeprefix("source: ")) from None
         return v
+
+    def check_available(self) -> None:
+        """Raise ``DataError`` when the source cannot be read on this machine (Debian texts missing)."""
+        if self.source == "debian":
+            lacking = debian_texts.missing(self.domains)
+            if lacking:
+                raise DataError(f"source='debian': {', '.join(lacking)} not installed "
+                                f"({debian_texts.install_hint(lacking)}), or give --space source=<your files>")
 
     @field_validator("domains")
     @classmethod
@@ -82,10 +93,8 @@ class TextDataSpec(Spec):
 
     def load_documents(self, cache_dir: str = "~/.cache/memkit/corpora") -> dict[str, list[str]]:
         """{domain: documents}: the Debian domains, each local file, or the hub data set."""
+        self.check_available()
         if self.source == "debian":
-            lacking = debian_texts.missing(self.domains)
-            if lacking:
-                raise DataError(f"source='debian': {', '.join(lacking)} not installed ({debian_texts.install_hint(lacking)})")
             folder = Path(cache_dir).expanduser() / f"debian-v{debian_texts.VERSION}-{self.max_chars}"
             return load_files(debian_texts.write_corpus(folder, self.domains, self.max_chars), self.text_field)
         if self.source.startswith("hub:"):

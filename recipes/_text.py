@@ -73,6 +73,11 @@ class TextTrialSpec(Spec):
         return self
 
 
+def preflight(spec) -> None:
+    """The grid calls this before any trial: the text source must be readable here."""
+    spec.data.check_available()
+
+
 def text_aliases(prefix: str = "") -> dict[str, str]:
     """--space keys every text recipe has."""
     return {

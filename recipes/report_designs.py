@@ -21,6 +21,7 @@ from recipes._text import (
     fmt_pm,
     labels_of,
     position_table,
+    preflight,
     recall_tables,
     run_text,
     table,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from recipes._shared import cli
 from recipes._text import fmt_pm, labels_of, recall_tables, table
-from recipes.report_landmarks import ALIASES, PRESETS, SPEC, run  # noqa: F401  (the grid reads them here)
+from recipes.report_landmarks import ALIASES, PRESETS, SPEC, preflight, run  # noqa: F401  (the grid reads them here)
 
 SPACE = ["landmark=hsa,memory_norm"]
 METRICS = ["val_ppl", "best_epoch", "params", "sec_per_epoch", "selection_acc", "mqar_mean"]

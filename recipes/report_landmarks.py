@@ -15,7 +15,16 @@ from __future__ import annotations
 from typing import Callable
 
 from recipes._shared import cli
-from recipes._text import TextTrialSpec, fmt_pm, labels_of, recall_tables, run_text, table, text_aliases
+from recipes._text import (  # noqa: F401  (preflight: the grid calls it)
+    TextTrialSpec,
+    fmt_pm,
+    labels_of,
+    preflight,
+    recall_tables,
+    run_text,
+    table,
+    text_aliases,
+)
 
 ALIASES = text_aliases()
 SPACE = ["landmark=memory_norm,learned,mean_k"]

@@ -97,3 +97,17 @@ def test_report_context_kv_runs_both_phases_and_recall(corpus, tmp_path):
     assert "e1_val_ppl" in out and 0 <= out["recall_acc"] <= 1 and out["recall_chance"] == 1 / 16
     text = report_context_kv.report([aggregated(out)], [], spec)
     assert "Phase 1: OACD" in text and "Phase 2" in text and "| 1 |" in text
+
+
+def test_grid_refuses_to_start_without_the_debian_texts(monkeypatch):
+    """No trial starts (and none fails one by one) when the corpus is not on this machine."""
+    from ablations import grid
+    from memkit import debian_texts
+
+    monkeypatch.setattr(debian_texts, "missing", lambda domains=debian_texts.DOMAINS: ["bible"])
+    args = grid.build_parser().parse_args(["--recipe", "report_designs"])
+    with pytest.raises(grid.UsageError, match="apt-get install bible-kjv.*source="):
+        grid.check_inputs(args)
+    args = grid.build_parser().parse_args(["--recipe", "report_designs", "--space", "source=/no/such.txt"])
+    with pytest.raises(grid.UsageError, match="no such file '/no/such.txt'"):
+        grid.check_inputs(args)
