@@ -322,9 +322,19 @@ class MemoryAttention(nn.Module):
 
     def _read(self, mem: MemoryState, lm_sum, lm_count, q, q_sel, p) -> torch.Tensor:
         """q, q_sel [B,H,L,d]; p [B,L] or None -> A_mem [B,H,L,d]."""
+        M, z = mem.stacked()
+        # Memories known to be empty read exactly 0 and get selection weight exactly 0: when they are
+        # the last ones (round robin / fill before the memories are all used), read the others only.
+        live = M.shape[1] - len(mem.empty)
+        if mem.empty and mem.empty == frozenset(range(live, M.shape[1])):
+            if live == 0:
+                return torch.zeros_like(q)
+            M, z = M[:, :live], z[:, :live]
+            lm_sum = None if lm_sum is None else lm_sum[:, :live]
+            lm_count = None if lm_count is None else lm_count[:, :live]
+            mem = MemoryState(M=M, z=z, writes=mem.writes)
         if self.selector is None:
             return self.store.read(mem, q)
-        M, z = mem.stacked()
         weights = self.selector(q_sel, self.landmark.landmarks(z, lm_sum, lm_count), mem.written())  # [B,H,L,N]
         skip = self.expansion is not None and self.expansion.mode == "hard" and not self.training
         if skip:  # inference: read the fine memories only where the gate expands

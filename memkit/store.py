@@ -34,6 +34,9 @@ class MemoryState:
     M: torch.Tensor
     z: torch.Tensor
     writes: int = 0
+    # Memories known to be empty in every row (a hint for the write; an empty set claims nothing):
+    # a delta write into an empty memory retrieves exactly 0, so that matmul can be skipped.
+    empty: frozenset = frozenset()
 
     @property
     def num_memories(self) -> int:
@@ -99,6 +102,7 @@ class MemoryStore(nn.Module):
         return MemoryState(
             M=torch.zeros(*lead, H, d, d, device=device, dtype=dtype),
             z=torch.zeros(*lead, H, d, device=device, dtype=dtype),
+            empty=frozenset(range(self.num_memories)),
         )
 
     def state_nbytes(self, dtype=torch.float32) -> int:
@@ -128,8 +132,11 @@ class MemoryStore(nn.Module):
             target = torch.as_tensor(memory, device=M.device, dtype=torch.long).expand(B)
             if (target < 0).any() or (target >= M.shape[1]).any():
                 raise ValueError(f"memory: index out of range 0..{M.shape[1] - 1}")
-        M, z = segment_write(M, z, k, v, target, self.eps, self.update)
-        return state.unstacked(M, z, state.writes + 1)
+        fresh = isinstance(target, int) and target in state.empty
+        M, z = segment_write(M, z, k, v, target, self.eps, self.update, fresh=fresh)
+        # a per-row target would need its values on the host to say which memory is still empty
+        empty = state.empty - {target} if isinstance(target, int) else frozenset()
+        return replace(state.unstacked(M, z, state.writes + 1), empty=empty)
 
     def read(self, state: MemoryState, q: torch.Tensor) -> torch.Tensor:
         """q [B,H,T,d] -> [B,H,T,d] for one memory, [B,N,H,T,d] (one read per memory) for N > 1."""

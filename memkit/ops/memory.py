@@ -45,14 +45,21 @@ def segment_write(
     target: torch.Tensor,
     eps: float,
     update: str,
+    fresh: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Write one segment's keys/values into memory ``target`` of each row.
 
     M [B,N,H,d,d], z [B,N,H,d]; k, v [B,H,T,d]; target: LongTensor [B] of memory indices, or an
     int when every row writes the same memory (a slice then replaces the one-hot mask over N).
+    ``fresh`` (int target only): the caller knows that memory is all zeros, so the delta rule's
+    retrieval (exactly 0) and the addition are skipped.
     Returns the new (M, z); the inputs are not modified (autograd-safe).
     """
     sk = feature(k)
+    if fresh and isinstance(target, int):
+        dM, dz = torch.einsum("bhtd,bhte->bhde", sk, v), sk.sum(2)
+        return (torch.cat((M[:, :target], dM.unsqueeze(1), M[:, target + 1 :]), 1),
+                torch.cat((z[:, :target], dz.unsqueeze(1), z[:, target + 1 :]), 1))
     if isinstance(target, int):  # same memory for every row: a slice
         M_t, z_t = M[:, target], z[:, target]
     else:

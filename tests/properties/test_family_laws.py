@@ -143,3 +143,30 @@ def test_batched_segment_reads_equal_the_per_segment_reference(cfg, seed, T, gro
     (g_fast,) = torch.autograd.grad(fast.square().sum(), x)
     torch.testing.assert_close(fast, ref)
     torch.testing.assert_close(g_fast, g_ref)
+
+
+@given(seed=seeds, N=st.integers(1, 5), segments=st.integers(1, 6),
+       landmark=st.sampled_from(["memory_norm", "mean_k", "learned", "hsa"]),
+       selection=st.sampled_from(["soft", "hard"]), hierarchy=st.sampled_from(["none", "soft", "hard"]),
+       write_policy=st.sampled_from(["round_robin", "fill"]))
+def test_skipping_memories_known_empty_changes_nothing(seed, N, segments, landmark, selection, hierarchy,
+                                                       write_policy):
+    """Reads and writes skip memories a fresh state knows are empty; a state that claims nothing
+    computes them all. Outputs and gradients agree."""
+    from dataclasses import replace
+
+    torch.manual_seed(seed % 1000)
+    layer = MemoryAttentionSpec(hidden_size=8, num_heads=2, segment_len=3, num_memories=N, landmark=landmark,
+                                selection=selection, hierarchy=hierarchy if N > 1 else "none",
+                                write_policy=write_policy, update="delta").build().double()
+    x = rand((2, 3 * segments, 8), seed).requires_grad_()
+    fresh = layer.init_state(2, dtype=torch.float64)
+    unknown = replace(fresh, memory=replace(fresh.memory, empty=frozenset()))
+    outs, grads = [], []
+    for state in (fresh, unknown):
+        y, _ = layer(x, state)
+        g, = torch.autograd.grad((y * rand(y.shape, seed + 1)).sum(), x)
+        outs.append(y)
+        grads.append(g)
+    torch.testing.assert_close(outs[0], outs[1])
+    torch.testing.assert_close(grads[0], grads[1])

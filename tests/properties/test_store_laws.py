@@ -128,3 +128,21 @@ def test_slice_write_equals_one_hot_write(N, seed, update, data):
     ref = segment_write(M, z, k, v, torch.full((2,), j), 1e-6, update)
     torch.testing.assert_close(fast[0], ref[0])
     torch.testing.assert_close(fast[1], ref[1])
+
+
+@given(dims, st.integers(1, 4), seeds, st.sampled_from(["linear", "delta"]))
+def test_writes_into_memories_known_empty_equal_the_full_computation(shape, N, seed, update):
+    """The skip taken for a memory known to be empty gives the same state as computing it."""
+    B, H, T, d = shape
+    store = MemoryStoreSpec(num_heads=H, head_dim=d, update=update, num_memories=N).build()
+    fast = store.init_state(B, dtype=torch.float64)
+    assert fast.empty == frozenset(range(N))
+    slow = MemoryState(M=fast.M, z=fast.z)  # claims nothing: every write computes the retrieval
+    for i in range(N + 2):  # round robin: N fresh writes, then two into written memories
+        k, v = rand((B, H, T, d), seed + 2 * i), rand((B, H, T, d), seed + 2 * i + 1)
+        fast, slow = store.write(fast, k, v), store.write(slow, k, v)
+        torch.testing.assert_close(fast.M, slow.M)
+        torch.testing.assert_close(fast.z, slow.z)
+    assert fast.empty == frozenset()
+    per_row = store.write(store.init_state(B, dtype=torch.float64), k, v, memory=torch.zeros(B, dtype=torch.long))
+    assert per_row.empty == frozenset()  # per-row targets: nothing claimed
