@@ -54,12 +54,16 @@ def main(argv=None) -> None:
     p.add_argument("--seq", type=int, nargs="+", default=[256, 1024])
     p.add_argument("--segment-len", type=int, default=64)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--compile", action="store_true", help="also time torch.compile'd multi 4 (compiles first)")
     args = p.parse_args(argv)
+    variants = dict(VARIANTS)
+    if args.compile:
+        variants["multi 4 compiled"] = {"num_memories": 4, "compile": True}
     torch.manual_seed(0)
     for T in args.seq:
         x = torch.randn(args.batch, T, args.hidden, requires_grad=True)
         fns = {"plain NeoX attention": plain_layer(args.hidden, args.heads)[0]}
-        for name, extra in VARIANTS.items():
+        for name, extra in variants.items():
             layer = MemoryAttentionSpec(hidden_size=args.hidden, num_heads=args.heads, segment_len=args.segment_len,
                                         update="delta", **extra).build()
             fns[name] = lambda x, layer=layer: layer(x)[0]

@@ -381,6 +381,9 @@ class MemoryAttentionSpec(Spec):
     memory_scope: Literal["sequence", "batch_shared"] = Field("sequence", description="one memory per sequence, or one shared by the batch across steps")
     write_scale: Literal["equal", "reports"] = Field("equal", description="batch_shared: M and z scaled alike, or M/(B·T) and z/B")
     hsa_pool: int = Field(8, ge=1, le=4096, description="hsa landmark: keys enter the encoder as means of this many")
+    # Optional fast path: torch.compile fuses the many small ops of the segment loop. The first
+    # call compiles (tens of seconds); needs a GPU or, on CPU, a C++ compiler. Tested equal to eager.
+    compile: bool = Field(False, description="torch.compile the layer's forward")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -393,4 +396,9 @@ class MemoryAttentionSpec(Spec):
         return self
 
     def build(self) -> MemoryAttention:
-        return MemoryAttention(**self.model_dump())
+        fields = self.model_dump()
+        compiled = fields.pop("compile")
+        layer = MemoryAttention(**fields)
+        if compiled:
+            layer.compile()  # in place: parameter names stay as they are
+        return layer

@@ -88,6 +88,7 @@ def text_aliases(prefix: str = "") -> dict[str, str]:
         "selection": "model.memory.selection",
         "top_k": "model.memory.top_k",
         "segment_len": "model.memory.segment_len",
+        "compile": "model.memory.compile",
         "window": "model.local_window",
         "hidden": "model.hidden_size",
         "layers": "model.num_layers",

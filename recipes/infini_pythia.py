@@ -52,6 +52,7 @@ ALIASES = {
     "selection_query": "model.memory.selection_query",
     "scope": "model.memory.selection_scope",
     "key_shift": "model.memory.key_shift",
+    "compile": "model.memory.compile",
     "window": "model.local_window",
     "memory_layer": "model.memory_layer",
     "hidden": "model.hidden_size",
