@@ -27,7 +27,15 @@ from memkit.tasks.recall import RecallTask
 from memkit.train import TrainSpec, evaluate, train
 from recipes import context_kv
 from recipes._shared import cli
-from recipes._text import fmt_pm, labels_of, preflight, table  # noqa: F401  (preflight: the grid calls it)
+from recipes._text import (  # noqa: F401  (preflight: the grid calls it)
+    DATA_TRAIN_ALIASES,
+    fmt_pm,
+    labels_of,
+    preflight,
+    report_parts,
+    table,
+    tiny_parts,
+)
 
 
 class ContextKVReportSpec(Spec):
@@ -49,13 +57,7 @@ ALIASES = {
     "hidden": "model.hidden_size",
     "oacd_iterations": "oacd.max_iterations",
     "oacd_threshold": "oacd.threshold",
-    "source": "data.source",
-    "seq_len": "data.seq_len",
-    "samples": "data.num_train",
-    "lr": "train.lr",
-    "epochs": "train.max_epochs",
-    "patience": "train.patience",
-    "seed": "train.seed",
+    **DATA_TRAIN_ALIASES,
 }
 SPACE: list[str] = []  # one design, over seeds; sweep interval / max_contexts / kv_mode with --space
 METRICS = ["val_ppl", "val_acc", "best_epoch", "oacd_convergence", "effective_rank", "trainable_share", "recall_acc",
@@ -66,8 +68,7 @@ def tiny() -> ContextKVReportSpec:
     return ContextKVReportSpec.create(
         model=dict(hidden_size=128, num_layers=2, num_heads=4, intermediate_size=512, window=32,
                    context=dict(context_dim=64, interval=8, max_contexts=16)),
-        data=dict(source="debian", max_chars=400_000, seq_len=128, num_train=1500, num_val=200,
-                  tokenizer=dict(kind="bpe", vocab_size=1024)),
+        data=tiny_parts()["data"],
         oacd=dict(max_iterations=30, batch_size=16, probe_samples=32),
         train=dict(lr=3e-3, batch_size=32, max_epochs=8, patience=2),
         recall=dict(write_segments=4, query_segments=2, num_groups=4, keys_per_group=16, num_values=16,
@@ -82,8 +83,7 @@ def report() -> ContextKVReportSpec:
     return ContextKVReportSpec.create(
         model=dict(hidden_size=512, num_layers=6, num_heads=8, intermediate_size=2048, window=64,
                    context=dict(context_dim=256, interval=20, max_contexts=32, mode="fixed")),
-        data=dict(source="debian", max_chars=4_000_000, seq_len=256, num_train=500, num_val=100,
-                  tokenizer=dict(kind="bpe", vocab_size=16384)),
+        data={**report_parts(patience=3)["data"], "num_train": 500, "num_val": 100},
         oacd=dict(max_iterations=100, batch_size=16, probe_samples=64),
         train=dict(lr=1e-4, batch_size=8, max_epochs=30, patience=3),
         recall=dict(write_segments=3, query_segments=1, num_groups=8, keys_per_group=64, num_values=512,

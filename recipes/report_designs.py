@@ -23,9 +23,11 @@ from recipes._text import (
     position_table,
     preflight,
     recall_tables,
+    report_parts,
     run_text,
     table,
     text_aliases,
+    tiny_parts,
 )
 
 Design = Literal["single", "multi", "hierarchical"]
@@ -61,37 +63,21 @@ METRICS = ["val_ppl", "best_epoch", "rev_reports_backward_ppl", "rev_forward_acc
 
 
 def tiny() -> DesignsSpec:
-    """Minutes per trial on one CPU core: a 2-layer, hidden-128 model on 1,500 samples of 128 tokens."""
+    """Minutes per trial on one CPU core (``tiny_parts``), with every evaluation."""
     return DesignsSpec.create(
-        model=dict(hidden_size=128, num_layers=2, num_heads=4, intermediate_size=512, max_position_embeddings=512,
-                   local_window="full", memory=dict(segment_len=32, num_memories=4, update="delta", key_shift=True)),
-        data=dict(source="debian", max_chars=400_000, seq_len=128, num_train=1500, num_val=200,
-                  tokenizer=dict(kind="bpe", vocab_size=1024)),
-        train=dict(lr=3e-3, batch_size=32, max_epochs=4, patience=2),
+        **tiny_parts(),
         reversal=dict(num_facts=50, num_both=50, repeats=20),
         selection=dict(source_tokens=1024, queries=20),
         passkey=dict(seq_len=128, digits=4, filler_len=16, num_train=1024, num_val=50),
-        mqar=dict(write_segments=3, query_segments=1, num_groups=4, keys_per_group=16, num_values=16,
-                  num_train=1024, num_val=128),
-        recall_train=dict(lr=3e-3, batch_size=32, max_epochs=5, patience=2),
     )
 
 
 def report() -> DesignsSpec:
-    """The reports' settings: Pythia-70M shape, 5,000 samples of 256 tokens, lr 1e-4, up to 30 epochs,
-    4 fine memories, delta rule. Meant for a GPU."""
+    """The reports' settings (``report_parts``; their early stopping, patience 3). Meant for a GPU."""
     return DesignsSpec.create(
-        model=dict(hidden_size=512, num_layers=6, num_heads=8, intermediate_size=2048, max_position_embeddings=2048,
-                   local_window="full", memory=dict(segment_len=64, num_memories=4, update="delta", key_shift=True,
-                                                    rotary_dim=16)),
-        data=dict(source="debian", max_chars=4_000_000, seq_len=256, num_train=5000, num_val=500,
-                  tokenizer=dict(kind="bpe", vocab_size=16384)),
-        train=dict(lr=1e-4, batch_size=8, max_epochs=30, patience=3),
+        **report_parts(patience=3),
         reversal=dict(num_facts=100, num_both=100, repeats=10),
         passkey=dict(seq_len=1024, digits=5, filler_len=24, num_train=5000, num_val=100),
-        mqar=dict(write_segments=3, query_segments=1, num_groups=8, keys_per_group=64, num_values=512,
-                  num_train=5000, num_val=500),
-        recall_train=dict(lr=1e-4, batch_size=8, max_epochs=30, patience=5),
     )
 
 

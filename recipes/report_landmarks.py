@@ -21,9 +21,11 @@ from recipes._text import (  # noqa: F401  (preflight: the grid calls it)
     labels_of,
     preflight,
     recall_tables,
+    report_parts,
     run_text,
     table,
     text_aliases,
+    tiny_parts,
 )
 
 ALIASES = text_aliases()
@@ -32,37 +34,14 @@ METRICS = ["val_ppl", "best_epoch", "params", "selection_acc", "mqar_mean", "sec
 
 
 def tiny() -> TextTrialSpec:
-    """Minutes per trial on one CPU core."""
-    return TextTrialSpec.create(
-        model=dict(hidden_size=128, num_layers=2, num_heads=4, intermediate_size=512, max_position_embeddings=512,
-                   local_window="full", memory=dict(segment_len=32, num_memories=4, update="delta", key_shift=True)),
-        data=dict(source="debian", max_chars=400_000, seq_len=128, num_train=1500, num_val=200,
-                  tokenizer=dict(kind="bpe", vocab_size=1024)),
-        train=dict(lr=3e-3, batch_size=32, max_epochs=4, patience=2),
-        evals=["selection", "mqar"],
-        selection=dict(source_tokens=1024, queries=25),
-        mqar=dict(write_segments=3, query_segments=1, num_groups=4, keys_per_group=16, num_values=16,
-                  num_train=1024, num_val=128),
-        recall_train=dict(lr=3e-3, batch_size=32, max_epochs=5, patience=2),
-    )
+    """Minutes per trial on one CPU core (``tiny_parts``): selection accuracy and MQAR."""
+    return TextTrialSpec.create(**tiny_parts(), evals=["selection", "mqar"], selection=dict(source_tokens=1024, queries=25))
 
 
 def report() -> TextTrialSpec:
-    """The report's settings: Pythia-70M shape, 5,000 samples of 256 tokens, 4 memories, up to 30
-    epochs, patience 5, lr 1e-4. Meant for a GPU."""
-    return TextTrialSpec.create(
-        model=dict(hidden_size=512, num_layers=6, num_heads=8, intermediate_size=2048, max_position_embeddings=2048,
-                   local_window="full", memory=dict(segment_len=64, num_memories=4, update="delta", key_shift=True,
-                                                    rotary_dim=16)),
-        data=dict(source="debian", max_chars=4_000_000, seq_len=256, num_train=5000, num_val=500,
-                  tokenizer=dict(kind="bpe", vocab_size=16384)),
-        train=dict(lr=1e-4, batch_size=8, max_epochs=30, patience=5),
-        evals=["selection", "mqar"],
-        selection=dict(source_tokens=4096, queries=50),
-        mqar=dict(write_segments=3, query_segments=1, num_groups=8, keys_per_group=64, num_values=512,
-                  num_train=5000, num_val=500),
-        recall_train=dict(lr=1e-4, batch_size=8, max_epochs=30, patience=5),
-    )
+    """The report's settings (``report_parts``, patience 5). Meant for a GPU."""
+    return TextTrialSpec.create(**report_parts(patience=5), evals=["selection", "mqar"],
+                                selection=dict(source_tokens=4096, queries=50))
 
 
 PRESETS: dict[str, Callable[[], TextTrialSpec]] = {"tiny": tiny, "report": report}
