@@ -306,9 +306,13 @@ def run_grid(args, module, space, points) -> int:
         for line in lines:
             print(f"- {line}")
         if hasattr(module, "report"):  # the recipe's tables in its report's shape
-            text = module.report(rows, names, module.PRESETS[args.preset]())
-            (out / "report.md").write_text(text)
-            print("\n" + text)
+            try:
+                text = module.report(rows, names, module.PRESETS[args.preset]())
+                (out / "report.md").write_text(text)
+                print("\n" + text)
+            except Exception as e:  # noqa: BLE001  (the results above are already written)
+                print(f"the recipe's report() failed ({type(e).__name__}: {e}); results.* hold every figure",
+                      file=sys.stderr)
     own = sum(t.get("train_seconds") or 0.0 for t in trials if key_of(t["point"]) in {key_of(p) for p in todo})
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nwall {wall:.1f}s for {len(todo)} trial(s) whose own times sum to {own:.1f}s; "
