@@ -266,6 +266,20 @@ def _run_trials(args, todo: list[dict], labels: dict[str, str], out: Path, metri
     tuner.fit()
 
 
+def write_report(module, rows: list[dict], names: list[str], preset: str, out: Path) -> str | None:
+    """The recipe's tables in its report's shape (``report.md``), when it has ``report()``. A failing
+    report costs only that file: the results tables are written before it."""
+    if not hasattr(module, "report"):
+        return None
+    try:
+        text = module.report(rows, names, module.PRESETS[preset]())
+    except Exception as e:  # noqa: BLE001
+        print(f"the recipe's report() failed ({type(e).__name__}: {e}); results.* hold every figure", file=sys.stderr)
+        return None
+    (out / "report.md").write_text(text)
+    return text
+
+
 def run_grid(args, module, space, points) -> int:
     metrics = getattr(module, "METRICS", METRICS)  # a recipe may name its own figures
     if args.resume:
@@ -305,14 +319,9 @@ def run_grid(args, module, space, points) -> int:
         print(text_table(*display_rows(rows, names, metrics)))
         for line in lines:
             print(f"- {line}")
-        if hasattr(module, "report"):  # the recipe's tables in its report's shape
-            try:
-                text = module.report(rows, names, module.PRESETS[args.preset]())
-                (out / "report.md").write_text(text)
-                print("\n" + text)
-            except Exception as e:  # noqa: BLE001  (the results above are already written)
-                print(f"the recipe's report() failed ({type(e).__name__}: {e}); results.* hold every figure",
-                      file=sys.stderr)
+        text = write_report(module, rows, names, args.preset, out)
+        if text:
+            print("\n" + text)
     own = sum(t.get("train_seconds") or 0.0 for t in trials if key_of(t["point"]) in {key_of(p) for p in todo})
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nwall {wall:.1f}s for {len(todo)} trial(s) whose own times sum to {own:.1f}s; "

@@ -111,3 +111,18 @@ def test_grid_refuses_to_start_without_the_debian_texts(monkeypatch):
     args = grid.build_parser().parse_args(["--recipe", "report_designs", "--space", "source=/no/such.txt"])
     with pytest.raises(grid.UsageError, match="no such file '/no/such.txt'"):
         grid.check_inputs(args)
+
+
+def test_a_failing_report_costs_only_report_md(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from ablations.grid import write_report
+
+    def broken(rows, names, spec):
+        raise KeyError("val_ppl_mean")
+
+    module = SimpleNamespace(report=broken, PRESETS={"tiny": dict})
+    assert write_report(module, [], [], "tiny", tmp_path) is None
+    assert "report() failed (KeyError" in capsys.readouterr().err and not (tmp_path / "report.md").exists()
+    module.report = lambda rows, names, spec: "TABLE"
+    assert write_report(module, [], [], "tiny", tmp_path) == "TABLE" and (tmp_path / "report.md").read_text() == "TABLE"
