@@ -121,3 +121,22 @@ def test_debian_corpus_has_four_distinct_domains(tmp_path):
     assert "God" in " ".join(docs["bible"]) and "def " in " ".join(docs["python_doc"])
     assert all(len(d) > 0 for ds in docs.values() for d in ds)
     assert all(sum(map(len, ds)) <= 40_000 + len(ds) for ds in docs.values())  # a newline each at most
+
+
+def test_hub_source_goes_through_load_dataset_streamed(monkeypatch, tmp_path):
+    """The hub path (no network here): the name, config and split reach ``load_dataset``, rows are
+    streamed and reading stops at max_chars."""
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(name, config=None, split=None, streaming=False, **kw):
+        calls.append((name, config, split, streaming))
+        return iter([{"text": p} for p in PARAS] + [{"text": ""}, {"other": 1}])
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    s = TextDataSpec.create(source="hub:someone/rivers:v2", hub_split="validation", max_chars=1000)
+    docs = s.load_documents()
+    assert calls == [("someone/rivers", "v2", "validation", True)]
+    assert list(docs) == ["rivers"] and 1000 <= sum(map(len, docs["rivers"])) < 1000 + len(PARAS[0]) + 5
+    assert docs["rivers"] == PARAS[: len(docs["rivers"])]
