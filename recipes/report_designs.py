@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Callable, Literal
 
-from pydantic import Field, model_validator
+from pydantic import model_validator
 
 from recipes._shared import as_dict, cli
-from recipes._text import (
+from recipes._text import (  # noqa: F401  (preflight: the grid calls it)
     TextTrialSpec,
     fmt_pm,
     labels_of,
