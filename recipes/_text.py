@@ -188,7 +188,9 @@ def run_text(spec: TextTrialSpec, on_epoch: Callable[[dict], None] | None = None
             out[f"pos_{name}"] = ppl
     if "reversal" in spec.evals:
         out.update({f"rev_{k}": v for k, v in spec.reversal.evaluate(model, data.tokenizer).items()})
-    if "selection" in spec.evals and model.memory is not None and model.memory.num_memories > 1:
+    # selection needs two domains and two memories at least (one file = one domain: nothing to tell apart)
+    if ("selection" in spec.evals and model.memory is not None and model.memory.num_memories > 1
+            and len(data.domains) > 1):
         out.update(_selection(spec, model, data))
     out["peak_mb"] = peak_memory_mb(device)
     if "passkey" in spec.evals:

@@ -62,11 +62,12 @@ def report(rows: list[dict], names: list[str], spec: TextTrialSpec) -> str:
     domains = sorted({k[len("selection_"):-len("_mean")] for r in rows for k in r
                       if k.startswith("selection_") and k.endswith("_mean") and r[k] is not None}
                      - {"acc", "chance"})
-    cells = [[d] + fmt_pm(rows, f"selection_{d}", 2) for d in domains]
-    cells.append(["**all**"] + fmt_pm(rows, "selection_acc", 2))
-    chance = next((r["selection_chance_mean"] for r in rows if r.get("selection_chance_mean")), None)
-    title = "Memory selection accuracy (one domain per memory" + (f", chance {chance:.2f})" if chance else ")")
-    out.append(table(title, ["domain"] + labels, cells))
+    if domains:  # none with a single domain (one file): nothing to tell apart
+        cells = [[d] + fmt_pm(rows, f"selection_{d}", 2) for d in domains]
+        cells.append(["**all**"] + fmt_pm(rows, "selection_acc", 2))
+        chance = next((r["selection_chance_mean"] for r in rows if r.get("selection_chance_mean")), None)
+        title = "Memory selection accuracy (one domain per memory" + (f", chance {chance:.2f})" if chance else ")")
+        out.append(table(title, ["domain"] + labels, cells))
     out.append(recall_tables(rows, labels, spec))
     return "\n".join(out)
 

@@ -84,6 +84,11 @@ def test_report_landmarks_and_hsa_tables(corpus, tmp_path):
     assert "Memory selection accuracy" in text and "| psalms |" in text and "Passkey" not in text
     text = report_hsa.report(rows, ["landmark"], spec)
     assert "HSA vs memory_norm" in text and "+100%" in text  # time per epoch doubled
+    # one file is one domain: no selection figures (nothing to tell apart), the rest as usual
+    one = spec.with_overrides(data={**spec.data.model_dump(), "source": corpus.split(",")[0]}, evals=["selection"])
+    out = report_landmarks.run(one)
+    assert "selection_acc" not in out and out["val_ppl"] > 0
+    assert "Memory selection accuracy" not in report_landmarks.report([aggregated(out, landmark="x")], ["landmark"], one)
 
 
 @pytest.mark.slow
