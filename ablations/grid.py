@@ -42,7 +42,12 @@ DEFAULT_SEEDS = 3
 # Ray's own fields in a trial's result: not figures of the trial
 RAY_KEYS = {"timestamp", "done", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
             "iterations_since_restore", "final", "epoch", "seconds", "train_loss", "val_loss", "train_ppl", "best"}
-RAY_TMP = "/tmp/memkit-ray"  # short: Ray's socket paths must stay under ~107 bytes
+RAY_TMP = "/tmp/memkit-ray"
+
+
+def is_figure(key: str, value) -> bool:
+    """A number a trial returned about itself (not Ray's bookkeeping nor the per-epoch fields)."""
+    return key not in RAY_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool)  # short: Ray's socket paths must stay under ~107 bytes
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 
@@ -210,8 +215,7 @@ def _make_callback(labels: dict[str, str], total: int, log_path: Path, metrics: 
             row = {"trial": self._label(trial), "status": status, "error": error, "point": trial.config["point"],
                    "history": self.history.get(trial.trial_id, [])}
             # every figure the trial returned (report recipes read more than the table shows)
-            row.update({k: v for k, v in last.items() if k in metrics or k == "train_seconds"
-                        or (k not in RAY_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool))})
+            row.update({k: v for k, v in last.items() if k in metrics or is_figure(k, v)})
             with log_path.open("a") as f:
                 f.write(json.dumps(row, default=str) + "\n")
             print(f"  [{row['trial']}] {status} ({self.done}/{total})" + (f": {error}" if error else ""), flush=True)
@@ -308,9 +312,7 @@ def run_grid(args, module, space, points) -> int:
     wanted = {key_of(pt) for pt in points}
     trials = [t for t in read_trials(out / "trials.jsonl") if key_of(t["point"]) in wanted]
     seed_path = module.ALIASES.get("seed") if args.seeds > 1 else None
-    extra = sorted({k for t in trials for k, v in t.items() if k not in metrics and k not in RAY_KEYS
-                    and k not in ("train_seconds", "point", "history") and isinstance(v, (int, float))
-                    and not isinstance(v, bool)})
+    extra = sorted({k for t in trials for k, v in t.items() if k not in metrics and k != "train_seconds" and is_figure(k, v)})
     rows = aggregate(trials, keys, seed_path, metrics + extra)
     names = [k for k, p in keys if p != seed_path]
     lines = write_all(out, trials, rows, names, metrics) if rows else []

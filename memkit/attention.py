@@ -168,7 +168,7 @@ class MemoryAttention(nn.Module):
         prev_k = k[:, :, -1:]
         if self.key_shift:  # k_t from token t−1: binds a token to the one after it (recall needs this)
             k = torch.cat((state.prev_k, k[:, :, :-1]), dim=2)
-        q_sel = q if self.q_slc is None else rearrange(self.q_slc(x), "b t (h d) -> b h t d", h=H)
+        q_sel = self._selection_query(x, q)
         p = self.expansion(x) if self.expansion is not None else None  # [B,T]
 
         # Continue the incomplete segment left by the previous call.
@@ -241,6 +241,10 @@ class MemoryAttention(nn.Module):
         )
         return a_mem, new_state
 
+    def _selection_query(self, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """What scores the landmarks: Q itself, or HSA's separate projection Q_slc. [B,H,T,d]"""
+        return q if self.q_slc is None else rearrange(self.q_slc(x), "b t (h d) -> b h t d", h=self.num_heads)
+
     def selection_weights(self, x: torch.Tensor, state: MemoryAttentionState) -> torch.Tensor:
         """The selector's weights over the memories of ``state`` for the tokens of x.
 
@@ -250,7 +254,7 @@ class MemoryAttention(nn.Module):
             raise ValueError("selection_weights: this layer has one memory, there is nothing to select")
         B, H = x.shape[0], self.num_heads
         q = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=H)[0]
-        q_sel = q if self.q_slc is None else rearrange(self.q_slc(x), "b t (h d) -> b h t d", h=H)
+        q_sel = self._selection_query(x, q)
         grow = lambda t: None if t is None else t.expand(B, *t.shape[1:])  # noqa: E731  (a batch-1 state)
         M, z = state.memory.stacked()
         landmarks = self.landmark.landmarks(grow(z), grow(state.lm_sum), grow(state.lm_count))

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import torch
 
 from memkit.attention import MemoryAttentionState
+from memkit.metrics import eval_mode
 from memkit.store import MemoryState
 
 
@@ -35,26 +36,23 @@ class MemoryBuilder:
             raise ValueError("MemoryBuilder needs a model with a memory layer")
         self.model, self.encode = model, encode
 
-    @torch.no_grad()
     def build(self, sources: Sequence[str | torch.Tensor]) -> MemoryAttentionState:
         layer = self.model.memory
         if not 0 < len(sources) <= layer.num_memories:
             raise ValueError(f"sources: give 1..{layer.num_memories} sources (one per memory), got {len(sources)}")
         param = next(self.model.parameters())
-        was = self.model.training
-        self.model.eval()
         state = layer.init_state(1, device=param.device, dtype=param.dtype)
         L = layer.segment_len
-        for i, src in enumerate(sources):
-            ids = self.encode(src) if isinstance(src, str) else torch.as_tensor(src, dtype=torch.long)
-            ids = ids.flatten()[: ids.numel() // L * L].to(param.device)
-            if ids.numel() == 0:
-                raise ValueError(f"sources[{i}]: shorter than one segment ({L} tokens)")
-            _, state = self.model(ids[None], state, memory=i)
-            empty = state.pending_k[:, :, :0]
-            state = replace(state, pending_q=empty, pending_k=empty, pending_v=empty,
-                            prev_k=torch.zeros_like(state.prev_k))
-        self.model.train(was)
+        with eval_mode(self.model):
+            for i, src in enumerate(sources):
+                ids = self.encode(src) if isinstance(src, str) else torch.as_tensor(src, dtype=torch.long)
+                ids = ids.flatten()[: ids.numel() // L * L].to(param.device)
+                if ids.numel() == 0:
+                    raise ValueError(f"sources[{i}]: shorter than one segment ({L} tokens)")
+                _, state = self.model(ids[None], state, memory=i)
+                empty = state.pending_k[:, :, :0]
+                state = replace(state, pending_q=empty, pending_k=empty, pending_v=empty,
+                                prev_k=torch.zeros_like(state.prev_k))
         return state
 
     @staticmethod

@@ -6,6 +6,8 @@ Axes: B batch, T tokens, V vocab.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -52,21 +54,37 @@ def bucket_name(lo: int, hi: int) -> str:
     return f"{lo}-{hi}"
 
 
-@torch.no_grad()
-def nll_by_position(model, data: tuple[torch.Tensor, torch.Tensor], batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of NLL [T], count of scored targets [T]) per position over ``data`` = (ids, targets)."""
-    ids, targets = data
-    device = next(model.parameters()).device
+@contextmanager
+def eval_mode(model) -> Iterator[torch.device]:
+    """Eval mode without gradients for the block, yielding the model's device; the model's own mode
+    (train or eval) is restored afterwards, also when the block raises."""
     was = model.training
     model.eval()
-    total = torch.zeros(ids.shape[1], dtype=torch.float64)
-    count = torch.zeros(ids.shape[1], dtype=torch.long)
-    for i in range(0, len(ids), batch_size):
-        x, y = ids[i : i + batch_size].to(device), targets[i : i + batch_size].to(device)
-        logits, _ = model(x)
+    try:
+        with torch.no_grad():
+            yield next(model.parameters()).device
+    finally:
+        model.train(was)
+
+
+@torch.no_grad()  # torch's decorator wraps each step of the generator: the caller's grad mode is kept
+def batch_logits(model, data: tuple[torch.Tensor, torch.Tensor], batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(logits [b,T,V], targets [b,T]) for each batch of ``data`` = (ids, targets), in eval mode, on
+    the model's device."""
+    ids, targets = data
+    with eval_mode(model) as device:
+        for i in range(0, len(ids), batch_size):
+            logits, _ = model(ids[i : i + batch_size].to(device))
+            yield logits, targets[i : i + batch_size].to(device)
+
+
+def nll_by_position(model, data: tuple[torch.Tensor, torch.Tensor], batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of NLL [T], count of scored targets [T]) per position over ``data`` = (ids, targets)."""
+    total = torch.zeros(data[0].shape[1], dtype=torch.float64)
+    count = torch.zeros(data[0].shape[1], dtype=torch.long)
+    for logits, y in batch_logits(model, data, batch_size):
         total += token_nll(logits, y).sum(0).double().cpu()
         count += (y != IGNORE).sum(0).cpu()
-    model.train(was)
     return total, count
 
 
@@ -77,7 +95,6 @@ def position_ppl(model, data, batch_size: int = 32, buckets: list[tuple[int, int
     return {bucket_name(lo, hi): perplexity(float(total[lo:hi].sum()), int(count[lo:hi].sum())) for lo, hi in buckets}
 
 
-@torch.no_grad()
 def completion_scores(model, pairs: list[tuple[list[int], list[int]]], batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """For (prompt ids, completion ids) pairs: (exact match [n] bool, log-prob of the completion [n]).
 
@@ -86,30 +103,31 @@ def completion_scores(model, pairs: list[tuple[list[int], list[int]]], batch_siz
     there). Sequences are right-padded; padding comes after every scored token, so causal models
     are unaffected by it.
     """
-    device = next(model.parameters()).device
     # a model whose plain layers see one segment at a time takes whole segments only
     multiple = model.segment_len if getattr(model, "local_window", None) == "segment" and model.segment_len else 1
-    was = model.training
-    model.eval()
     hits, logps = [], []
-    for i in range(0, len(pairs), batch_size):
-        chunk = pairs[i : i + batch_size]
-        T = max(len(p) + len(c) for p, c in chunk) - 1
-        T = -(-T // multiple) * multiple
-        x = torch.zeros(len(chunk), T, dtype=torch.long)
-        y = torch.full((len(chunk), T), IGNORE, dtype=torch.long)
-        for j, (p, c) in enumerate(chunk):
-            seq = torch.tensor(list(p) + list(c))
-            x[j, : len(seq) - 1] = seq[:-1]
-            y[j, len(p) - 1 : len(seq) - 1] = seq[len(p) :]
-        logits, _ = model(x.to(device))
-        logits, y = logits.float().cpu(), y
-        mask = y != IGNORE
-        logp = torch.log_softmax(logits, -1).gather(-1, y.clamp_min(0)[..., None])[..., 0]
-        logps.append((logp * mask).sum(1))
-        hits.append(((logits.argmax(-1) == y) | ~mask).all(1))
-    model.train(was)
+    with eval_mode(model) as device:
+        for i in range(0, len(pairs), batch_size):
+            hit, logp = _score_chunk(model, pairs[i : i + batch_size], multiple, device)
+            hits.append(hit)
+            logps.append(logp)
     return torch.cat(hits), torch.cat(logps)
+
+
+def _score_chunk(model, chunk, multiple: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One right-padded batch of (prompt, completion) pairs -> (exact match [b], log-prob [b])."""
+    T = max(len(p) + len(c) for p, c in chunk) - 1
+    T = -(-T // multiple) * multiple
+    x = torch.zeros(len(chunk), T, dtype=torch.long)
+    y = torch.full((len(chunk), T), IGNORE, dtype=torch.long)
+    for j, (p, c) in enumerate(chunk):
+        seq = torch.tensor(list(p) + list(c))
+        x[j, : len(seq) - 1] = seq[:-1]
+        y[j, len(p) - 1 : len(seq) - 1] = seq[len(p) :]
+    logits = model(x.to(device))[0].float().cpu()
+    mask = y != IGNORE
+    logp = torch.log_softmax(logits, -1).gather(-1, y.clamp_min(0)[..., None])[..., 0]
+    return ((logits.argmax(-1) == y) | ~mask).all(1), (logp * mask).sum(1)
 
 
 def peak_memory_mb(device: torch.device | str | None = None) -> float:

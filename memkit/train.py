@@ -18,7 +18,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from memkit.metrics import correct_count, masked_loss, perplexity, token_nll
+from memkit.metrics import batch_logits, correct_count, masked_loss, perplexity, token_nll
 from memkit.spec import Spec
 
 
@@ -70,21 +70,13 @@ def param_groups(model: nn.Module, spec: TrainSpec) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], batch_size: int) -> dict:
     """val loss, perplexity and accuracy over scored positions of ``data`` = (ids, targets)."""
-    was = model.training
-    model.eval()
-    ids, targets = data
-    device = next(model.parameters()).device
     nll, count, hits = 0.0, 0, 0
-    for i in range(0, len(ids), batch_size):
-        x, y = ids[i : i + batch_size].to(device), targets[i : i + batch_size].to(device)
-        logits, _ = model(x)
+    for logits, y in batch_logits(model, data, batch_size):
         nll += float(token_nll(logits, y).sum())
         h, c = correct_count(logits, y)
         hits, count = hits + h, count + c
-    model.train(was)
     return {"loss": nll / max(count, 1), "ppl": perplexity(nll, count), "acc": hits / max(count, 1)}
 
 

@@ -14,6 +14,13 @@ def as_dict(v) -> dict:
     return v.model_dump() if isinstance(v, Spec) else dict(v or {})
 
 
+def training_figures(model, result) -> dict:
+    """What every recipe reports of a training run (``memkit.train.TrainResult``): best epoch, epochs,
+    parameters, seconds per epoch and tokens/s."""
+    return {"best_epoch": result.best_epoch, "epochs": len(result.history), "params": model.num_parameters(),
+            "sec_per_epoch": result.seconds_per_epoch, "tokens_per_s": result.tokens_per_second}
+
+
 def derive_from_task(data, segment_len: Callable[[dict], int | None]):
     """For a recipe spec's ``mode="before"`` validator: ``task.segment_len`` follows the model
     (``segment_len(model_dict)``, None to leave it), and ``model.vocab_size`` grows to the task's."""

@@ -27,7 +27,7 @@ from memkit.tasks.recall import RecallTask, accuracy_by_distance
 from memkit.tasks.reversal import ReversalTask
 from memkit.tasks.selection import selection_accuracy
 from memkit.train import TrainSpec, evaluate, train
-from recipes._shared import as_dict
+from recipes._shared import as_dict, training_figures
 
 Eval = Literal["position", "reversal", "selection", "passkey", "mqar"]
 ALL_EVALS: list[str] = ["position", "reversal", "selection", "passkey", "mqar"]
@@ -174,12 +174,8 @@ def run_text(spec: TextTrialSpec, on_epoch: Callable[[dict], None] | None = None
     out = {
         "val_ppl": final["ppl"],
         "val_acc": final["acc"],
-        "best_epoch": result.best_epoch,
-        "epochs": len(result.history),
-        "params": model.num_parameters(),
+        **training_figures(model, result),
         "memory_bytes": model.memory_nbytes(),
-        "sec_per_epoch": result.seconds_per_epoch,
-        "tokens_per_s": result.tokens_per_second,
         "expand_share": model.memory.last_expand_share if model.memory is not None else float("nan"),
         "history": [{k: r[k] for k in ("epoch", "train_ppl", "val_ppl")} for r in result.history],
     }
@@ -249,6 +245,11 @@ def position_table(rows: list[dict], names: list[str], seq_len: int) -> str:
     """The reports' position-wise table: a row per bucket, a column per design."""
     cells = [[bucket_name(lo, hi)] + fmt_pm(rows, f"pos_{bucket_name(lo, hi)}") for lo, hi in position_buckets(seq_len)]
     return table("Position-wise PPL", ["Position"] + names, cells)
+
+
+def fmt_count(rows: list[dict], metric: str) -> list[str]:
+    """A count's mean per row with thousands separators (parameters): '658,948'."""
+    return [f"{r[f'{metric}_mean']:,.0f}" if r.get(f"{metric}_mean") is not None else "" for r in rows]
 
 
 def labels_of(rows, names) -> list[str]:

@@ -23,7 +23,7 @@ from memkit.oacd import OACDPretrainer, OACDSpec
 from memkit.spec import Spec
 from memkit.tasks.recall import RecallTask
 from memkit.train import TrainSpec, evaluate, train
-from recipes._shared import cli, derive_from_task
+from recipes._shared import cli, derive_from_task, training_figures
 
 
 class ContextKVRecipeSpec(Spec):
@@ -40,7 +40,8 @@ class ContextKVRecipeSpec(Spec):
         return derive_from_task(data, lambda m: m.get("window"))
 
 
-ALIASES = {
+# --space keys of the model and OACD parts (the text recipe of report 004 has them too)
+MODEL_ALIASES = {
     "interval": "model.context.interval",
     "max_contexts": "model.context.max_contexts",
     "kv_mode": "model.context.mode",
@@ -52,6 +53,9 @@ ALIASES = {
     "heads": "model.num_heads",
     "oacd_iterations": "oacd.max_iterations",
     "oacd_threshold": "oacd.threshold",
+}
+ALIASES = {
+    **MODEL_ALIASES,
     "lr": "train.lr",
     "batch_size": "train.batch_size",
     "epochs": "train.max_epochs",
@@ -106,17 +110,13 @@ def run(spec: ContextKVRecipeSpec, on_epoch: Callable[[dict], None] | None = Non
     return {
         "val_ppl": final["ppl"],
         "recall_acc": final["acc"],
-        "best_epoch": result.best_epoch,
-        "epochs": len(result.history),
-        "params": model.num_parameters(),
+        **training_figures(model, result),
         "trainable_share": share,
         "oacd_iterations": len(rows),
         "oacd_convergence": rows[-1]["convergence"],
         "effective_rank": rows[-1]["effective_rank"],
         "phase1_seconds": phase1_seconds,
         "history_tokens": model.cache.history_tokens,
-        "sec_per_epoch": result.seconds_per_epoch,
-        "tokens_per_s": result.tokens_per_second,
         "train_seconds": time.perf_counter() - t0,
     }
 

@@ -21,7 +21,7 @@ from memkit.models import MemoryLMSpec
 from memkit.spec import Spec
 from memkit.tasks.recall import RecallTask
 from memkit.train import TrainSpec, evaluate, train
-from recipes._shared import as_dict, cli, derive_from_task
+from recipes._shared import as_dict, cli, derive_from_task, training_figures
 
 
 class InfiniPythiaSpec(Spec):
@@ -117,12 +117,8 @@ def run(spec: InfiniPythiaSpec, on_epoch: Callable[[dict], None] | None = None, 
     return {
         "val_ppl": final["ppl"],
         "recall_acc": final["acc"],
-        "best_epoch": result.best_epoch,
-        "epochs": len(result.history),
-        "params": model.num_parameters(),
+        **training_figures(model, result),
         "memory_bytes": model.memory_nbytes(),
-        "sec_per_epoch": result.seconds_per_epoch,
-        "tokens_per_s": result.tokens_per_second,
         "gate_mean": float(gate.mean()) if gate.numel() else float("nan"),
         "expand_share": model.memory.last_expand_share if model.memory is not None else float("nan"),
         "train_seconds": time.perf_counter() - t0,

@@ -26,7 +26,7 @@ from memkit.spec import Spec
 from memkit.tasks.recall import RecallTask
 from memkit.train import TrainSpec, evaluate, train
 from recipes import context_kv
-from recipes._shared import cli
+from recipes._shared import cli, training_figures
 from recipes._text import (  # noqa: F401  (preflight: the grid calls it)
     DATA_TRAIN_ALIASES,
     fmt_pm,
@@ -47,18 +47,7 @@ class ContextKVReportSpec(Spec):
     recall_train: TrainSpec = Field(default_factory=TrainSpec)
 
 
-ALIASES = {
-    "interval": "model.context.interval",
-    "max_contexts": "model.context.max_contexts",
-    "kv_mode": "model.context.mode",
-    "context_dim": "model.context.context_dim",
-    "mask_padding": "model.context.mask_padding",
-    "window": "model.window",
-    "hidden": "model.hidden_size",
-    "oacd_iterations": "oacd.max_iterations",
-    "oacd_threshold": "oacd.threshold",
-    **DATA_TRAIN_ALIASES,
-}
+ALIASES = {**context_kv.MODEL_ALIASES, **DATA_TRAIN_ALIASES}
 SPACE: list[str] = []  # one design, over seeds; sweep interval / max_contexts / kv_mode with --space
 METRICS = ["val_ppl", "val_acc", "best_epoch", "oacd_convergence", "effective_rank", "trainable_share", "recall_acc",
            "sec_per_epoch"]
@@ -113,14 +102,12 @@ def run(spec: ContextKVReportSpec, on_epoch=None, progress=None) -> dict:
     final = evaluate(model, data.val, spec.train.batch_size)
     train_tokens = data.train[0].numel()
     out = {
-        "val_ppl": final["ppl"], "val_acc": final["acc"], "best_epoch": result.best_epoch,
-        "epochs": len(result.history), "params": model.num_parameters(),
+        "val_ppl": final["ppl"], "val_acc": final["acc"], **training_figures(model, result),
         "trainable": model.num_parameters(trainable_only=True), "trainable_share": share,
         "oacd_iterations": len(rows), "oacd_convergence": rows[-1]["convergence"],
         "effective_rank": rows[-1]["effective_rank"], "phase1_seconds": phase1_seconds,
         "history_tokens": model.cache.history_tokens, "train_tokens": train_tokens,
         "theoretical_max_contexts": model.cache.theoretical_max_contexts(train_tokens),
-        "sec_per_epoch": result.seconds_per_epoch, "tokens_per_s": result.tokens_per_second,
         "peak_mb": peak_memory_mb(next(model.parameters()).device),
     }
     for r in result.history:  # the report's Phase 2 table, epoch by epoch

@@ -11,7 +11,7 @@ differences of HSA over memory_norm.
 from __future__ import annotations
 
 from recipes._shared import cli
-from recipes._text import fmt_pm, labels_of, recall_tables, table
+from recipes._text import fmt_count, fmt_pm, labels_of, recall_tables, table
 from recipes.report_landmarks import ALIASES, PRESETS, SPEC, preflight, run  # noqa: F401  (the grid reads them here)
 
 SPACE = ["landmark=hsa,memory_norm"]
@@ -20,7 +20,7 @@ METRICS = ["val_ppl", "best_epoch", "params", "sec_per_epoch", "selection_acc", 
 
 def report(rows: list[dict], names: list[str], spec) -> str:
     labels = labels_of(rows, names)
-    params = [f"{r['params_mean']:,.0f}" if r.get("params_mean") is not None else "" for r in rows]
+    params = fmt_count(rows, "params")
     out = [table("Performance", ["landmark", "Best PPL", "Best Epoch", "Params", "s/epoch", "selection acc", "MQAR"],
                  [list(c) for c in zip(labels, fmt_pm(rows, "val_ppl"), fmt_pm(rows, "best_epoch"), params,
                                        fmt_pm(rows, "sec_per_epoch"), fmt_pm(rows, "selection_acc", 2),

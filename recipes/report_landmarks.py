@@ -17,6 +17,7 @@ from typing import Callable
 from recipes._shared import cli
 from recipes._text import (  # noqa: F401  (preflight: the grid calls it)
     TextTrialSpec,
+    fmt_count,
     fmt_pm,
     labels_of,
     preflight,
@@ -55,7 +56,7 @@ def run(spec: TextTrialSpec, on_epoch=None, progress=None) -> dict:
 def report(rows: list[dict], names: list[str], spec: TextTrialSpec) -> str:
     """Report 001's tables: perplexity and parameters, then selection accuracy per domain."""
     labels = labels_of(rows, names)
-    params = [f"{r['params_mean']:,.0f}" if r.get("params_mean") is not None else "" for r in rows]
+    params = fmt_count(rows, "params")
     out = [table("Landmark comparison", ["Landmark Type", "Best PPL", "Epoch", "Params"],
                  [list(c) for c in zip(labels, fmt_pm(rows, "val_ppl"), fmt_pm(rows, "best_epoch"), params)])]
     # the domains are whatever the data's files were (the Debian corpus by default)

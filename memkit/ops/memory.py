@@ -56,23 +56,22 @@ def segment_write(
     Returns the new (M, z); the inputs are not modified (autograd-safe).
     """
     sk = feature(k)
-    if fresh and isinstance(target, int):
-        dM, dz = torch.einsum("bhtd,bhte->bhde", sk, v), sk.sum(2)
-        return (torch.cat((M[:, :target], dM.unsqueeze(1), M[:, target + 1 :]), 1),
-                torch.cat((z[:, :target], dz.unsqueeze(1), z[:, target + 1 :]), 1))
-    if isinstance(target, int):  # same memory for every row: a slice
+    fresh = fresh and isinstance(target, int)
+    if fresh:  # nothing to fetch: the target memory is zeros
+        M_t = z_t = None
+    elif isinstance(target, int):  # same memory for every row: a slice
         M_t, z_t = M[:, target], z[:, target]
     else:
         onehot = F.one_hot(target, M.shape[1]).to(M.dtype)  # [B,N]
         M_t = torch.einsum("bn,bnhde->bhde", onehot, M)
         z_t = torch.einsum("bn,bnhd->bhd", onehot, z)
-    if update == "delta":  # subtract what the target memory already returns (pre-segment state)
+    if update == "delta" and not fresh:  # subtract what the target memory already returns (pre-segment state)
         retrieved = torch.einsum("bhtd,bhde->bhte", sk, M_t) / (torch.einsum("bhtd,bhd->bht", sk, z_t).unsqueeze(-1) + eps)
         v = v - retrieved
     dM, dz = torch.einsum("bhtd,bhte->bhde", sk, v), sk.sum(2)
     if isinstance(target, int):
-        return (torch.cat((M[:, :target], (M_t + dM).unsqueeze(1), M[:, target + 1 :]), 1),
-                torch.cat((z[:, :target], (z_t + dz).unsqueeze(1), z[:, target + 1 :]), 1))
+        put = lambda full, part: torch.cat((full[:, :target], part.unsqueeze(1), full[:, target + 1 :]), 1)  # noqa: E731
+        return (put(M, dM), put(z, dz)) if fresh else (put(M, M_t + dM), put(z, z_t + dz))
     return M + onehot[:, :, None, None, None] * dM[:, None], z + onehot[:, :, None, None] * dz[:, None]
 
 

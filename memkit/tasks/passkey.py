@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field, field_validator, model_validator
 
+from memkit.metrics import batch_logits
 from memkit.spec import Spec
 
 IGNORE = -100
@@ -97,20 +98,10 @@ class PasskeyTask(Spec):
         return {d: self.generate(self.num_val, seed * 2 + 2 + 1000 * i, d)[:2] for i, d in enumerate(self.depths)}
 
 
-@torch.no_grad()
 def retrieved(model, data: tuple[torch.Tensor, torch.Tensor], batch_size: int = 32) -> torch.Tensor:
     """Per sample: every scored target is the model's argmax (bool [n])."""
-    ids, targets = data
-    device = next(model.parameters()).device
-    was = model.training
-    model.eval()
-    out = []
-    for i in range(0, len(ids), batch_size):
-        x, y = ids[i : i + batch_size].to(device), targets[i : i + batch_size].to(device)
-        logits, _ = model(x)
-        out.append(((logits.argmax(-1) == y) | (y == IGNORE)).all(1).cpu())
-    model.train(was)
-    return torch.cat(out)
+    return torch.cat([((logits.argmax(-1) == y) | (y == IGNORE)).all(1).cpu()
+                      for logits, y in batch_logits(model, data, batch_size)])
 
 
 def accuracy_by_depth(model, task: PasskeyTask, seed: int = 0, batch_size: int = 32) -> dict[float, float]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field, model_validator
 
+from memkit.metrics import batch_logits
 from memkit.spec import Spec
 
 IGNORE = -100
@@ -91,19 +92,10 @@ class RecallTask(Spec):
         return self.generate(self.num_train, seed * 2 + 1), self.generate(self.num_val, seed * 2 + 2)
 
 
-@torch.no_grad()
 def accuracy_by_distance(model, task: RecallTask, n: int | None = None, seed: int = 0,
                          batch_size: int = 32) -> dict[int, float]:
     """{segments back: share of queries answered}, on ``n`` fresh samples (default ``num_val``)
     drawn from the validation stream of ``seed``."""
     ids, targets, dist = task.generate_with_distance(n or task.num_val, seed * 2 + 2)
-    device = next(model.parameters()).device
-    was = model.training
-    model.eval()
-    hits = []
-    for i in range(0, len(ids), batch_size):
-        logits, _ = model(ids[i : i + batch_size].to(device))
-        hits.append((logits.argmax(-1).cpu() == targets[i : i + batch_size]))
-    model.train(was)
-    hit = torch.cat(hits)
+    hit = torch.cat([(logits.argmax(-1) == y).cpu() for logits, y in batch_logits(model, (ids, targets), batch_size)])
     return {int(d): float(hit[dist == d].float().mean()) for d in dist.unique().tolist() if d > 0}

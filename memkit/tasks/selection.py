@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 
 from memkit.builder import MemoryBuilder
+from memkit.metrics import eval_mode
 
 
-@torch.no_grad()
 def selection_accuracy(model, sources: list[torch.Tensor], queries: list[tuple[int, torch.Tensor]]) -> dict:
     """model: a ``MemoryLM`` with N >= len(sources) memories. sources[i]: token ids [n_i] for memory i.
     queries: (source index, token ids [T]). Returns {"accuracy", "chance", "per_source": [acc per
@@ -24,19 +24,16 @@ def selection_accuracy(model, sources: list[torch.Tensor], queries: list[tuple[i
     state = MemoryBuilder(model).build(sources)
     seen: list[torch.Tensor] = []
     hook = layer.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
     choices = []
     try:
-        for _, ids in queries:
-            seen.clear()
-            model(ids.to(device)[None])
-            w = layer.selection_weights(seen[0], state)  # [1,H,T,N]
-            choices.append(int(w.mean((1, 2))[0].argmax()))
+        with eval_mode(model) as device:
+            for _, ids in queries:
+                seen.clear()
+                model(ids.to(device)[None])
+                w = layer.selection_weights(seen[0], state)  # [1,H,T,N]
+                choices.append(int(w.mean((1, 2))[0].argmax()))
     finally:
         hook.remove()
-        model.train(was)
     truth = torch.tensor([i for i, _ in queries])
     chosen = torch.tensor(choices)
     per_source = [float((chosen[truth == i] == i).float().mean()) if (truth == i).any() else float("nan")
