@@ -19,7 +19,7 @@ def child(samples: int, preset: str) -> None:
     import torch
 
     from ablations.space import apply_overrides
-    from memkit.oacd import OACDPretrainer
+    from memkit.training.oacd import OACDPretrainer
     from recipes import context_kv
 
     torch.set_num_threads(1)

@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from memkit.metrics import masked_loss
-from memkit.models import MemoryLMSpec
+from memkit.eval.metrics import masked_loss
+from memkit.models.memory_lm import MemoryLMSpec
 
 
 def matmul_flops(n: int = 2048, repeats: int = 5) -> float:

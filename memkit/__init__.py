@@ -1,74 +1,24 @@
 """memkit: composable memory-augmented attention blocks.
 
-Importing memkit has no side effects; transformers is imported when a model is built.
+The package is four concerns, one sub-package each, plus the tensor maths they share:
+
+- ``memkit.ops``: pure tensor functions (batched memory reads and writes) beside per-token references;
+- ``memkit.blocks``: the memory blocks and their specs (store, attention, landmark, selector, ...);
+- ``memkit.models``: language models assembled from the blocks (GPT-NeoX with a memory layer);
+- ``memkit.data``: corpora, tokenizers and packing;
+- ``memkit.eval``: metrics and synthetic tasks;
+- ``memkit.training``: the trainer and OACD pretraining.
+
+Every public name is re-exported here. Importing memkit has no side effects; transformers is
+imported when a model is built.
 """
 
-from memkit.attention import MemoryAttention, MemoryAttentionSpec, MemoryAttentionState
-from memkit.builder import MemoryBuilder
-from memkit.context_kv import (
-    ContextBlock,
-    ContextKVCache,
-    ContextKVCacheSpec,
-    ContextKVLM,
-    ContextKVLMSpec,
-)
-from memkit.corpus import DataError, TextData, TextDataSpec
-from memkit.hierarchical import ExpansionGate
-from memkit.landmark import ChunkEncoder, Landmark
-from memkit.metrics import completion_scores, peak_memory_mb, position_buckets, position_ppl
-from memkit.models import MemoryLM, MemoryLMSpec
-from memkit.oacd import OACDPretrainer, OACDSpec, effective_rank, oacd_loss
-from memkit.selector import Selector
+from memkit import blocks, data, eval, models, training
+from memkit.blocks import *  # noqa: F403
+from memkit.data import *  # noqa: F403
+from memkit.eval import *  # noqa: F403
+from memkit.models import *  # noqa: F403
 from memkit.spec import Spec, SpecError
-from memkit.store import MemoryState, MemoryStore, MemoryStoreSpec
-from memkit.tasks.passkey import PasskeyTask, accuracy_by_depth
-from memkit.tasks.recall import RecallTask, accuracy_by_distance
-from memkit.tasks.reversal import ReversalTask
-from memkit.tasks.selection import selection_accuracy
-from memkit.tokenizer import ByteTokenizer, TokenizerSpec
-from memkit.train import TrainSpec, evaluate, train
+from memkit.training import *  # noqa: F403
 
-__all__ = [
-    "ByteTokenizer",
-    "ChunkEncoder",
-    "ContextBlock",
-    "ContextKVCache",
-    "ContextKVCacheSpec",
-    "ContextKVLM",
-    "ContextKVLMSpec",
-    "DataError",
-    "ExpansionGate",
-    "Landmark",
-    "MemoryAttention",
-    "MemoryAttentionSpec",
-    "MemoryAttentionState",
-    "MemoryBuilder",
-    "MemoryLM",
-    "MemoryLMSpec",
-    "MemoryState",
-    "MemoryStore",
-    "MemoryStoreSpec",
-    "OACDPretrainer",
-    "OACDSpec",
-    "PasskeyTask",
-    "RecallTask",
-    "ReversalTask",
-    "Selector",
-    "Spec",
-    "SpecError",
-    "TextData",
-    "TextDataSpec",
-    "TokenizerSpec",
-    "TrainSpec",
-    "accuracy_by_depth",
-    "accuracy_by_distance",
-    "completion_scores",
-    "effective_rank",
-    "evaluate",
-    "oacd_loss",
-    "peak_memory_mb",
-    "position_buckets",
-    "position_ppl",
-    "selection_accuracy",
-    "train",
-]
+__all__ = ["Spec", "SpecError", *blocks.__all__, *models.__all__, *data.__all__, *eval.__all__, *training.__all__]

@@ -7,7 +7,7 @@ import json
 from typing import Callable
 
 from memkit.spec import Spec
-from memkit.tasks.recall import RecallTask
+from memkit.eval.tasks.recall import RecallTask
 
 
 def as_dict(v) -> dict:

@@ -18,15 +18,15 @@ from typing import Callable, Literal
 import torch
 from pydantic import Field, model_validator
 
-from memkit.corpus import TextDataSpec
-from memkit.metrics import bucket_name, peak_memory_mb, position_buckets, position_ppl
-from memkit.models import MemoryLMSpec
+from memkit.data.corpus import TextDataSpec
+from memkit.eval.metrics import bucket_name, peak_memory_mb, position_buckets, position_ppl
+from memkit.models.memory_lm import MemoryLMSpec
 from memkit.spec import Spec
-from memkit.tasks.passkey import PasskeyTask, accuracy_by_depth
-from memkit.tasks.recall import RecallTask, accuracy_by_distance
-from memkit.tasks.reversal import ReversalTask
-from memkit.tasks.selection import selection_accuracy
-from memkit.train import TrainSpec, evaluate, train
+from memkit.eval.tasks.passkey import PasskeyTask, accuracy_by_depth
+from memkit.eval.tasks.recall import RecallTask, accuracy_by_distance
+from memkit.eval.tasks.reversal import ReversalTask
+from memkit.eval.tasks.selection import selection_accuracy
+from memkit.training.trainer import TrainSpec, evaluate, train
 from recipes._shared import as_dict, training_figures
 
 Eval = Literal["position", "reversal", "selection", "passkey", "mqar"]

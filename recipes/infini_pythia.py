@@ -17,10 +17,10 @@ from typing import Callable
 import torch
 from pydantic import Field, model_validator
 
-from memkit.models import MemoryLMSpec
+from memkit.models.memory_lm import MemoryLMSpec
 from memkit.spec import Spec
-from memkit.tasks.recall import RecallTask
-from memkit.train import TrainSpec, evaluate, train
+from memkit.eval.tasks.recall import RecallTask
+from memkit.training.trainer import TrainSpec, evaluate, train
 from recipes._shared import as_dict, cli, derive_from_task, training_figures
 
 

@@ -18,13 +18,13 @@ from typing import Callable
 import torch
 from pydantic import Field
 
-from memkit.context_kv import ContextKVLMSpec
-from memkit.corpus import TextDataSpec
-from memkit.metrics import peak_memory_mb
-from memkit.oacd import OACDPretrainer, OACDSpec
+from memkit.models.context_kv_lm import ContextKVLMSpec
+from memkit.data.corpus import TextDataSpec
+from memkit.eval.metrics import peak_memory_mb
+from memkit.training.oacd import OACDPretrainer, OACDSpec
 from memkit.spec import Spec
-from memkit.tasks.recall import RecallTask
-from memkit.train import TrainSpec, evaluate, train
+from memkit.eval.tasks.recall import RecallTask
+from memkit.training.trainer import TrainSpec, evaluate, train
 from recipes import context_kv
 from recipes._shared import cli, training_figures
 from recipes._text import (  # noqa: F401  (preflight: the grid calls it)

@@ -116,7 +116,7 @@ def test_write_policies_pick_memories():
 
 
 def test_hsa_pooling_matches_mean_of_key_runs():
-    from memkit.landmark import ChunkEncoder
+    from memkit.blocks.landmark import ChunkEncoder
 
     torch.manual_seed(0)
     enc = ChunkEncoder(8, pool=3).double().eval()

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from memkit.builder import MemoryBuilder
-from memkit.models import MemoryLMSpec
+from memkit.models.builder import MemoryBuilder
+from memkit.models.memory_lm import MemoryLMSpec
 
 
 def model(**memory):

@@ -6,14 +6,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from memkit import SpecError
-from memkit.context_kv import (
+from memkit.blocks.context_kv import (
     ContextBlock,
     ContextKVCache,
     ContextKVCacheSpec,
-    ContextKVLMSpec,
     context_slots,
 )
-from memkit.oacd import (
+from memkit.models.context_kv_lm import ContextKVLMSpec
+from memkit.training.oacd import (
     OACDPretrainer,
     OACDSpec,
     convergence_rate,
@@ -100,7 +100,7 @@ def tiny_model():
 
 
 def test_pretrainer_phases_and_frozen_parameters_stay_put():
-    from memkit.train import TrainSpec, train
+    from memkit.training.trainer import TrainSpec, train
 
     torch.manual_seed(0)
     model = tiny_model()

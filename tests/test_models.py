@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from memkit import SpecError
-from memkit.models import MemoryLMSpec
+from memkit.models.memory_lm import MemoryLMSpec
 
 PYTHIA_70M_PARAMS = 70_426_624  # published count of EleutherAI/pythia-70m
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from memkit import SpecError
-from memkit.tasks.recall import IGNORE, RecallTask
+from memkit.eval.tasks.recall import IGNORE, RecallTask
 
 
 def test_answers_are_the_values_written_segments_earlier():
@@ -34,7 +34,7 @@ def test_generation_is_deterministic_and_splits_differ():
 
 
 def test_a_model_given_the_answers_scores_100_percent():
-    from memkit.metrics import correct_count
+    from memkit.eval.metrics import correct_count
 
     task = RecallTask(num_train=4, num_val=4)
     ids, targets = task.generate(4, 0)

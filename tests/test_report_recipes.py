@@ -107,7 +107,7 @@ def test_report_context_kv_runs_both_phases_and_recall(corpus, tmp_path):
 def test_grid_refuses_to_start_without_the_debian_texts(monkeypatch):
     """No trial starts (and none fails one by one) when the corpus is not on this machine."""
     from ablations import grid
-    from memkit import debian_texts
+    from memkit.data import debian_texts
 
     monkeypatch.setattr(debian_texts, "missing", lambda domains=debian_texts.DOMAINS: ["bible"])
     args = grid.build_parser().parse_args(["--recipe", "report_designs"])

@@ -4,7 +4,7 @@ import torch
 
 from memkit import MemoryAttentionSpec
 from memkit.ops.naive import feature
-from memkit.selector import Selector
+from memkit.blocks.selector import Selector
 
 
 def shared_layer(**kw):
@@ -58,7 +58,7 @@ def test_reports_selection_score_is_sigma_q_dot_landmark_unscaled():
 
 
 def test_trainer_resets_shared_memory_every_epoch():
-    from memkit.train import TrainSpec, train
+    from memkit.training.trainer import TrainSpec, train
 
     layer = shared_layer()
 

@@ -3,9 +3,9 @@ selection query equals its key picks the memory written with the query's own tex
 
 import torch
 
-from memkit.builder import MemoryBuilder
-from memkit.models import MemoryLMSpec
-from memkit.tasks.selection import selection_accuracy
+from memkit.models.builder import MemoryBuilder
+from memkit.models.memory_lm import MemoryLMSpec
+from memkit.eval.tasks.selection import selection_accuracy
 
 
 def model(landmark="mean_k", key_shift=False):

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from memkit.metrics import perplexity
-from memkit.train import TrainSpec, evaluate, param_groups, train
+from memkit.eval.metrics import perplexity
+from memkit.training.trainer import TrainSpec, evaluate, param_groups, train
 
 
 class Bigram(nn.Module):

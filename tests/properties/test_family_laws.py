@@ -5,9 +5,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from memkit import MemoryAttentionSpec, MemoryStoreSpec
-from memkit.hierarchical import coarse
+from memkit.blocks.hierarchical import coarse
 from memkit.ops.memory import read_memories
-from memkit.selector import Selector
+from memkit.blocks.selector import Selector
 
 seeds = st.integers(0, 10_000)
 

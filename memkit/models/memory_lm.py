@@ -20,7 +20,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from memkit.attention import MemoryAttention, MemoryAttentionSpec, MemoryAttentionState
+from memkit.blocks.attention import MemoryAttention, MemoryAttentionSpec, MemoryAttentionState
 from memkit.spec import Spec, check_heads
 
 

@@ -1,5 +1,5 @@
 """Synthetic tasks; each config lives beside its generator."""
 
-from memkit.tasks.recall import RecallTask
+from memkit.eval.tasks.recall import RecallTask
 
 __all__ = ["RecallTask"]

@@ -18,7 +18,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from memkit.metrics import batch_logits, correct_count, masked_loss, perplexity, token_nll
+from memkit.eval.metrics import correct_count, masked_loss, perplexity, token_nll
+from memkit.models.inference import batch_logits
 from memkit.spec import Spec
 
 

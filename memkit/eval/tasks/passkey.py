@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from memkit.metrics import batch_logits
+from memkit.models.inference import batch_logits
 from memkit.spec import Spec
 
 IGNORE = -100

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field, model_validator
 
-from memkit.metrics import batch_logits
+from memkit.models.inference import batch_logits
 from memkit.spec import Spec
 
 IGNORE = -100

@@ -6,11 +6,11 @@ Axes: B batch, T tokens, V vocab.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
+
+from memkit.models.inference import batch_logits, eval_mode
 
 IGNORE = -100
 
@@ -52,30 +52,6 @@ def position_buckets(seq_len: int) -> list[tuple[int, int]]:
 
 def bucket_name(lo: int, hi: int) -> str:
     return f"{lo}-{hi}"
-
-
-@contextmanager
-def eval_mode(model) -> Iterator[torch.device]:
-    """Eval mode without gradients for the block, yielding the model's device; the model's own mode
-    (train or eval) is restored afterwards, also when the block raises."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield next(model.parameters()).device
-    finally:
-        model.train(was)
-
-
-@torch.no_grad()  # torch's decorator wraps each step of the generator: the caller's grad mode is kept
-def batch_logits(model, data: tuple[torch.Tensor, torch.Tensor], batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(logits [b,T,V], targets [b,T]) for each batch of ``data`` = (ids, targets), in eval mode, on
-    the model's device."""
-    ids, targets = data
-    with eval_mode(model) as device:
-        for i in range(0, len(ids), batch_size):
-            logits, _ = model(ids[i : i + batch_size].to(device))
-            yield logits, targets[i : i + batch_size].to(device)
 
 
 def nll_by_position(model, data: tuple[torch.Tensor, torch.Tensor], batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,7 +22,7 @@ import random
 
 from pydantic import Field
 
-from memkit.metrics import completion_scores
+from memkit.eval.metrics import completion_scores
 from memkit.spec import Spec
 
 _ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "gr", "st", "th", "ch"]

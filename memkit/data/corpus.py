@@ -1,7 +1,7 @@
 """Text corpora through ``datasets``: load, tokenize, pack into fixed-length samples, split by a seed.
 
 ``TextDataSpec.source`` is one of:
-- ``"debian"``: the built-in four-domain corpus (``memkit.debian_texts``), no download;
+- ``"debian"``: the built-in four-domain corpus (``memkit.data.debian_texts``), no download;
 - local files, comma separated (globs allowed): ``.txt/.md/.rst`` (documents separated by a blank
   line), ``.json/.jsonl`` and ``.parquet`` (column ``text_field``), ``.csv``; each file is a domain;
 - ``"hub:NAME"`` or ``"hub:NAME:CONFIG"``: ``datasets.load_dataset(NAME, CONFIG)`` from the Hugging
@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from pydantic import Field, field_validator
 
-from memkit import debian_texts
+from memkit.data import debian_texts
 from memkit.spec import Spec
-from memkit.tokenizer import TokenizerSpec
+from memkit.data.tokenizer import TokenizerSpec
 
 BUILDERS = {".txt": "text", ".text": "text", ".md": "text", ".rst": "text", ".json": "json", ".jsonl": "json",
             ".parquet": "parquet", ".csv": "csv"}

@@ -14,9 +14,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from memkit.attention import MemoryAttentionState
-from memkit.metrics import eval_mode
-from memkit.store import MemoryState
+from memkit.blocks.attention import MemoryAttentionState
+from memkit.models.inference import eval_mode
+from memkit.blocks.store import MemoryState
 
 
 def utf8_bytes(text: str) -> torch.Tensor:

@@ -22,12 +22,12 @@ from einops import rearrange
 from pydantic import Field, model_validator
 from torch import nn
 
-from memkit.hierarchical import ExpansionGate, coarse
-from memkit.landmark import Landmark
+from memkit.blocks.hierarchical import ExpansionGate, coarse
+from memkit.blocks.landmark import Landmark
 from memkit.ops.memory import causal_linear, causal_softmax, mixed_read, read_memories
-from memkit.selector import Selector
+from memkit.blocks.selector import Selector
 from memkit.spec import Spec, check_heads
-from memkit.store import MemoryState, MemoryStore
+from memkit.blocks.store import MemoryState, MemoryStore
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from memkit.builder import MemoryBuilder
-from memkit.metrics import eval_mode
+from memkit.models.builder import MemoryBuilder
+from memkit.models.inference import eval_mode
 
 
 def selection_accuracy(model, sources: list[torch.Tensor], queries: list[tuple[int, torch.Tensor]]) -> dict:
