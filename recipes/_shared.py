@@ -6,8 +6,8 @@ import argparse
 import json
 from typing import Callable
 
-from memkit.spec import Spec
 from memkit.eval.tasks.recall import RecallTask
+from memkit.spec import Spec
 
 
 def as_dict(v) -> dict:

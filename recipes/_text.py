@@ -20,12 +20,12 @@ from pydantic import Field, model_validator
 
 from memkit.data.corpus import TextDataSpec
 from memkit.eval.metrics import bucket_name, peak_memory_mb, position_buckets, position_ppl
-from memkit.models.memory_lm import MemoryLMSpec
-from memkit.spec import Spec
 from memkit.eval.tasks.passkey import PasskeyTask, accuracy_by_depth
 from memkit.eval.tasks.recall import RecallTask, accuracy_by_distance
 from memkit.eval.tasks.reversal import ReversalTask
 from memkit.eval.tasks.selection import selection_accuracy
+from memkit.models.memory_lm import MemoryLMSpec
+from memkit.spec import Spec
 from memkit.training.trainer import TrainSpec, evaluate, train
 from recipes._shared import as_dict, training_figures
 

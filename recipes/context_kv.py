@@ -18,10 +18,10 @@ from typing import Callable
 import torch
 from pydantic import Field, model_validator
 
-from memkit.models.context_kv_lm import ContextKVLMSpec
-from memkit.training.oacd import OACDPretrainer, OACDSpec
-from memkit.spec import Spec
 from memkit.eval.tasks.recall import RecallTask
+from memkit.models.context_kv_lm import ContextKVLMSpec
+from memkit.spec import Spec
+from memkit.training.oacd import OACDPretrainer, OACDSpec
 from memkit.training.trainer import TrainSpec, evaluate, train
 from recipes._shared import cli, derive_from_task, training_figures
 

@@ -17,9 +17,9 @@ from typing import Callable
 import torch
 from pydantic import Field, model_validator
 
+from memkit.eval.tasks.recall import RecallTask
 from memkit.models.memory_lm import MemoryLMSpec
 from memkit.spec import Spec
-from memkit.eval.tasks.recall import RecallTask
 from memkit.training.trainer import TrainSpec, evaluate, train
 from recipes._shared import as_dict, cli, derive_from_task, training_figures
 

@@ -18,12 +18,12 @@ from typing import Callable
 import torch
 from pydantic import Field
 
-from memkit.models.context_kv_lm import ContextKVLMSpec
 from memkit.data.corpus import TextDataSpec
 from memkit.eval.metrics import peak_memory_mb
-from memkit.training.oacd import OACDPretrainer, OACDSpec
-from memkit.spec import Spec
 from memkit.eval.tasks.recall import RecallTask
+from memkit.models.context_kv_lm import ContextKVLMSpec
+from memkit.spec import Spec
+from memkit.training.oacd import OACDPretrainer, OACDSpec
 from memkit.training.trainer import TrainSpec, evaluate, train
 from recipes import context_kv
 from recipes._shared import cli, training_figures

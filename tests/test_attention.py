@@ -1,7 +1,10 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
 from memkit import MemoryAttentionSpec, SpecError
+from memkit.blocks.segments import Memories
 
 
 def test_multi_memory_soft_selection_weights_memories_by_memory_norm():
@@ -13,15 +16,25 @@ def test_multi_memory_soft_selection_weights_memories_by_memory_norm():
     q = torch.randn(1, 2, 3, 4, dtype=torch.float64)
     reads = layer.store.read(state.memory, q)  # [B,N,H,T,d]
     w = (torch.einsum("bhtd,bnhd->bhtn", q, state.memory.z) / 2).softmax(-1)
-    torch.testing.assert_close(layer._read(state.memory, None, None, q, q, None), torch.einsum("bhtn,bnhtd->bhtd", w, reads))
+    torch.testing.assert_close(layer._read(Memories(state.memory), q, q, None), torch.einsum("bhtn,bnhtd->bhtd", w, reads))
 
 
-def test_unwritten_memories_are_not_selected():
+@pytest.mark.parametrize("written", [[0], [1], [1, 3], [0, 2]])
+def test_unwritten_memories_are_not_selected(written):
+    """Only the written memories enter the mix, with the weights of a softmax over them alone. The state
+    claims nothing about which memories are empty, so the selector's mask is what leaves them out (an
+    unwritten memory reads 0: in the softmax it would only shrink the others' weights)."""
+    torch.manual_seed(0)
     layer = MemoryAttentionSpec(hidden_size=8, num_heads=2, segment_len=2, num_memories=4).build().double()
-    x = torch.randn(1, 2, 8, dtype=torch.float64)
-    _, state = layer(x)  # one segment written: memory 0 only
+    state = layer.init_state(1, dtype=torch.float64)
+    for n in written:  # one segment into each listed memory
+        _, state = layer(torch.randn(1, 2, 8, dtype=torch.float64), state, memory=n)
+    memory = replace(state.memory, empty=frozenset())  # claims nothing: no shortcut can skip a memory
+    assert state.memory.written()[0].tolist() == [n in written for n in range(4)]
     q = torch.randn(1, 2, 3, 4, dtype=torch.float64)
-    torch.testing.assert_close(layer._read(state.memory, None, None, q, q, None), layer.store.read(state.memory, q)[:, 0])
+    reads = layer.store.read(memory, q)[:, written]  # [B,n,H,T,d]
+    w = (torch.einsum("bhtd,bnhd->bhtn", q, memory.z[:, written]) / 2).softmax(-1)
+    torch.testing.assert_close(layer._read(Memories(memory), q, q, None), torch.einsum("bhtn,bnhtd->bhtd", w, reads))
 
 
 def test_gate_is_a_tagged_parameter_per_head():

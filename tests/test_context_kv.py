@@ -70,9 +70,11 @@ def test_history_and_theoretical_contexts_as_reported():
 
 
 def test_oacd_loss_formula_on_hand_made_vectors():
-    X = torch.tensor([[1.0, 0.0], [3.0, 0.0]])  # centroid (2, 0); deviations ±1
-    assert float(oacd_loss(X)) == pytest.approx(-math.sqrt(2) / 2 + 0.1 * 4)
-    spread = torch.tensor([[-2.0, 0.0], [6.0, 0.0]])  # same centroid, further apart
+    # Four vectors around the centroid (1, 1): deviations (±1, 0) and (0, ±2), so the deviations span
+    # two directions and their Frobenius norm √10 differs from their spectral norm √8.
+    X = torch.tensor([[2.0, 1.0], [0.0, 1.0], [1.0, 3.0], [1.0, -1.0]])
+    assert float(oacd_loss(X)) == pytest.approx(-math.sqrt(10) / 4 + 0.1 * 2)
+    spread = torch.tensor([[3.0, 1.0], [-1.0, 1.0], [1.0, 3.0], [1.0, -1.0]])  # same centroid, further apart
     assert oacd_loss(spread) < oacd_loss(X)
 
 
@@ -87,7 +89,10 @@ def test_oacd_gradient_pulls_the_centroid_toward_the_origin():
 
 def test_effective_rank_extremes_and_convergence_rate():
     assert effective_rank(torch.eye(6)) == pytest.approx(6.0)
-    assert effective_rank(torch.ones(5, 6)) == pytest.approx(1.0)
+    assert effective_rank(torch.ones(5, 6)) == pytest.approx(1.0)  # uncentred: identical rows count once
+    # singular values 3 and 1: p = (0.75, 0.25) of their sum (not of their squares, which gives 1.38)
+    by_hand = math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))  # 1.7548
+    assert effective_rank(torch.tensor([[3.0, 0.0], [0.0, 1.0], [0.0, 0.0]])) == pytest.approx(by_hand)
     a = torch.zeros(4, 3)
     b = a.clone()
     b[0] += 1.0

@@ -8,8 +8,8 @@ import torch
 
 from memkit.data import debian_texts
 from memkit.data.corpus import DataError, TextDataSpec, pack, tokenize
-from memkit.spec import SpecError
 from memkit.data.tokenizer import ByteTokenizer, TokenizerSpec
+from memkit.spec import SpecError
 
 PARAS = [f"Paragraph {i} tells of the {w} river and its {i * 7} stones." for i, w in
          enumerate(["quiet", "long", "cold", "swift", "green", "deep"] * 12)]

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from memkit.data.tokenizer import ByteTokenizer
 from memkit.eval.metrics import IGNORE, completion_scores, position_buckets, position_ppl
 from memkit.eval.tasks.passkey import PasskeyTask, accuracy_by_depth
 from memkit.eval.tasks.recall import RecallTask, accuracy_by_distance
 from memkit.eval.tasks.reversal import ReversalTask
-from memkit.data.tokenizer import ByteTokenizer
 
 BIG = 50.0
 

@@ -1,10 +1,13 @@
 """The reports' code choices (DESIGN.md, last section) as named options; defaults are the careful ones."""
 
+import math
+
+import pytest
 import torch
 
 from memkit import MemoryAttentionSpec
-from memkit.ops.naive import feature
 from memkit.blocks.selector import Selector
+from memkit.ops.naive import feature
 
 
 def shared_layer(**kw):
@@ -25,7 +28,7 @@ def test_equal_scale_gives_proper_linear_attention_and_the_reports_scale_is_1_ov
     for scale in ("equal", "reports"):
         layer = shared_layer(write_scale=scale)
         layer(x)
-        reads[scale] = layer.store.read(layer._shared, q)
+        reads[scale] = layer.store.read(layer.shared.state.memory, q)
         _, k, v = layer.qkv(x).view(3, 8, 3, 2, 4).permute(2, 0, 3, 1, 4)
     sk = feature(k)  # every token's key and value, whole batch
     num = torch.einsum("bhtd,bhte->hde", sk, v)
@@ -51,10 +54,13 @@ def test_batch_shared_memory_carries_other_sequences_across_calls_and_resets():
 
 
 def test_reports_selection_score_is_sigma_q_dot_landmark_unscaled():
-    q, lm = torch.randn(1, 2, 3, 4, dtype=torch.float64), torch.rand(1, 3, 2, 4, dtype=torch.float64)
-    got = Selector(score="reports").scores(q, lm)
-    torch.testing.assert_close(got, torch.einsum("bhtd,bnhd->bhtn", feature(q), lm))
-    torch.testing.assert_close(Selector().scores(q, lm), torch.einsum("bhtd,bnhd->bhtn", q, lm) / 2)
+    # d = 2: q = (0, 1) has σ(q) = (1, 2); q = (-1, 0) has σ(q) = (e⁻¹, 1). Landmark (3, 4).
+    q = torch.tensor([[0.0, 1.0], [-1.0, 0.0]], dtype=torch.float64).view(1, 1, 2, 2)
+    lm = torch.tensor([3.0, 4.0], dtype=torch.float64).view(1, 1, 1, 2)
+    reports = Selector(score="reports").scores(q, lm).flatten().tolist()
+    assert reports == pytest.approx([1 * 3 + 2 * 4, math.exp(-1) * 3 + 1 * 4])
+    scaled = Selector().scores(q, lm).flatten().tolist()  # q·ℓ/√d
+    assert scaled == pytest.approx([4 / math.sqrt(2), -3 / math.sqrt(2)])
 
 
 def test_trainer_resets_shared_memory_every_epoch():
@@ -78,6 +84,6 @@ def test_trainer_resets_shared_memory_every_epoch():
     model.emb.float()
     seen = []
     orig = layer.reset_shared
-    layer.reset_shared = lambda: (seen.append(layer._shared is not None), orig())[1]
+    layer.reset_shared = lambda: (seen.append(layer.shared.state is not None), orig())[1]
     train(model, (ids, ids), (ids, ids), TrainSpec(max_epochs=2, batch_size=4, patience=5), progress=False)
     assert seen == [False, True]  # empty at the start, written during epoch 1, reset before epoch 2

@@ -1,18 +1,19 @@
 """Memory selection accuracy: the weights it scores are the layer's own, and a layer whose
 selection query equals its key picks the memory written with the query's own text."""
 
+import pytest
 import torch
 
+from memkit.eval.tasks.selection import selection_accuracy
 from memkit.models.builder import MemoryBuilder
 from memkit.models.memory_lm import MemoryLMSpec
-from memkit.eval.tasks.selection import selection_accuracy
 
 
-def model(landmark="mean_k", key_shift=False):
+def model(landmark="mean_k", key_shift=False, **memory):
     torch.manual_seed(0)
     return MemoryLMSpec.create(
         vocab_size=40, hidden_size=64, num_layers=1, num_heads=2, intermediate_size=64, local_window="segment",
-        memory=dict(segment_len=4, num_memories=4, landmark=landmark, key_shift=key_shift),
+        memory=dict(segment_len=4, num_memories=4, landmark=landmark, key_shift=key_shift, **memory),
     ).build().eval()
 
 
@@ -31,6 +32,28 @@ def test_selection_weights_are_the_weights_the_layer_reads_with():
     got = m.memory.selection_weights(seen[0], state)
     assert got.shape == (1, 2, 4, 4)
     torch.testing.assert_close(got, used[0])
+
+
+@pytest.mark.parametrize("scope", ["sequence", "token"])
+@pytest.mark.parametrize("selection", ["soft", "hard"])
+def test_selection_weights_of_a_long_query_are_those_forward_reads_with_segment_by_segment(scope, selection):
+    """A query of three segments: each segment's weights are the ones forward computes when that segment
+    reads the built memories (a sequence-scope mean restarts at every segment, as in forward)."""
+    m = model(landmark="memory_norm", selection_scope=scope, selection=selection, top_k=2)
+    state = MemoryBuilder(m).build([torch.randint(0, 40, (16,)) for _ in range(4)])
+    query = torch.randint(0, 40, (1, 12))
+    seen, used = [], []
+    h1 = m.memory.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+    h2 = m.memory.selector.register_forward_hook(lambda mod, args, out: used.append(out))
+    with torch.no_grad():
+        m(query, state)
+        got = m.memory.selection_weights(seen[0], state)
+        for s in range(3):  # each segment alone from the built state: one read, of the built memories
+            used.clear()
+            m(query[:, 4 * s : 4 * s + 4], state)
+            torch.testing.assert_close(got[:, :, 4 * s : 4 * s + 4], used[0])
+    h1.remove()
+    h2.remove()
 
 
 def test_a_selector_that_knows_the_answer_scores_every_query():

@@ -22,12 +22,14 @@ from einops import rearrange
 from pydantic import Field, model_validator
 from torch import nn
 
+from memkit.blocks.batch_shared import BatchSharedMemory
 from memkit.blocks.hierarchical import ExpansionGate, coarse
 from memkit.blocks.landmark import Landmark
-from memkit.ops.memory import causal_linear, causal_softmax, mixed_read, read_memories
+from memkit.blocks.segments import Memories, Segments
 from memkit.blocks.selector import Selector
-from memkit.spec import Spec, check_heads
 from memkit.blocks.store import MemoryState, MemoryStore
+from memkit.ops.memory import causal_linear, causal_softmax, mixed_read, read_memories
+from memkit.spec import Spec, check_heads
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class MemoryAttention(nn.Module):
     key, after every memory has been seeded once), and a ``Selector`` weights the memories per
     query by their ``Landmark``. ``hierarchy`` ("soft"/"hard") adds a coarse memory (the sum of the
     fine ones) and an ``ExpansionGate`` that mixes fine and coarse reads per token.
+    ``memory_scope="batch_shared"`` is the reports' one memory per batch (``batch_shared.py``).
     """
 
     def __init__(
@@ -115,14 +118,15 @@ class MemoryAttention(nn.Module):
         self.gate_logit = nn.Parameter(torch.full((num_heads,), float(gate_init)))
         self.gate_logit.memkit_group = "gate"  # trainer: own learning rate, no weight decay
         self.store = MemoryStore(num_heads, self.head_dim, update, eps, num_memories)
-        self.write_policy, self.fill_segments = write_policy, fill_segments
         multi = num_memories > 1
+        # the family's fields apply to N > 1 only: one memory is always written in place
+        self.write_policy, self.fill_segments = (write_policy if multi else "round_robin"), fill_segments
         self.landmark = Landmark(landmark, self.head_dim, hsa_pool) if multi else None
         self.selector = Selector(selection, top_k, selection_scope, selection_score) if multi else None
-        self.memory_scope, self.write_scale = memory_scope, write_scale
-        self._shared: MemoryState | None = None  # memory_scope="batch_shared" only: carried across calls
         self.q_slc = nn.Linear(hidden_size, hidden_size) if multi and selection_query == "projection" else None
         self.expansion = ExpansionGate(hidden_size, hierarchy) if multi and hierarchy != "none" else None
+        # the reports' one memory for the whole batch, carried across calls (None: one per sequence)
+        self.shared = BatchSharedMemory(self.store, write_scale, self.landmark) if memory_scope == "batch_shared" else None
         self.last_expand_share: float = float("nan")  # diagnostics: share of tokens that read fine memories
         # segments read in one batched call. 1 (one call per segment) was fastest on a 2-core CPU
         # (batching copies every segment's N states); larger groups may pay off where launches dominate.
@@ -155,164 +159,156 @@ class MemoryAttention(nn.Module):
             lm_count=torch.zeros(batch_size, N, device=device, dtype=torch.long) if sums else None,
         )
 
+    def reset_shared(self) -> None:
+        """Empty the batch-shared memory (the reports reset it once per epoch; the trainer calls this)."""
+        if self.shared is not None:
+            self.shared.reset()
+
     def forward(self, x: torch.Tensor, state: MemoryAttentionState | None = None, memory=None):
         """x [B,T,D] -> (y [B,T,D], state). ``memory`` (int or LongTensor [B]) forces the memory
         every segment of this call is written to (``MemoryBuilder``); None follows the policy."""
-        B, T, _ = x.shape
-        H, d = self.num_heads, self.head_dim
         if state is None:
-            state = self.init_state(B, x.device, x.dtype)
-        if T == 0:
+            state = self.init_state(x.shape[0], x.device, x.dtype)
+        if x.shape[1] == 0:
             return self.out(x), state
+        seg = self._segments(x, state)
+        a_dot = self._local(seg)
+        if self.shared is not None:
+            a_mem, state = self.shared.read_and_write(seg, self._read), state
+        else:
+            a_mem, state = self._memory(seg, state, memory)
+        if seg.gate_p is not None:
+            real = seg.gate_p.flatten(1)[:, seg.pending : seg.end]
+            share = real if self.expansion.mode == "soft" else (real >= 0.5)
+            self.last_expand_share = float(share.detach().float().mean())
+        g = self.gate().view(1, -1, 1, 1, 1).to(x.dtype)
+        y = (g * a_mem + (1 - g) * a_dot).flatten(2, 3)[:, :, seg.pending : seg.end]
+        return self.out(rearrange(y, "b h t d -> b t (h d)")), state
+
+    def _segments(self, x: torch.Tensor, state: MemoryAttentionState) -> Segments:
+        """Project x, continue the incomplete segment the previous call left, cut into segments."""
+        B, T, _ = x.shape
+        H, d, L = self.num_heads, self.head_dim, self.segment_len
         q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=H)
-        prev_k = k[:, :, -1:]
+        last_k = k[:, :, -1:]
         if self.key_shift:  # k_t from token t−1: binds a token to the one after it (recall needs this)
             k = torch.cat((state.prev_k, k[:, :, :-1]), dim=2)
         q_sel = self._selection_query(x, q)
         p = self.expansion(x) if self.expansion is not None else None  # [B,T]
-
-        # Continue the incomplete segment left by the previous call.
         P = state.pending_k.shape[2]
         if P:  # the copies below are skipped when no segment is pending (the common case)
             q = torch.cat((q.new_zeros(B, H, P, d), q), dim=2)  # pending outputs were already returned
             q_sel = torch.cat((state.pending_q, q_sel), dim=2)  # kept: a sequence-scope selection averages them
             k = torch.cat((state.pending_k, k), dim=2)
             v = torch.cat((state.pending_v, v), dim=2)
-        n, L = P + T, self.segment_len
-        full, S = n // L, -(-n // L)
+        n = P + T
+        S = -(-n // L)
         extra = S * L - n
 
-        def pad(t):  # [B,H,n,d] -> [B,H,S,L,d]
+        def cut(t):  # [B,H,n,d] -> [B,H,S,L,d]; padding sits after every real token
             return (F.pad(t, (0, 0, 0, extra)) if extra else t).unflatten(2, (S, L))
-        qs, ks, vs, qsel_s = pad(q), pad(k), pad(v), pad(q_sel)
-        if p is not None:
-            p = F.pad(p, (P, extra)).unflatten(1, (S, L))  # [B,S,L]
 
-        # Local branch: causal inside each segment; padding sits after every real token.
+        gate_p = None if p is None else F.pad(p, (P, extra)).unflatten(1, (S, L))  # [B,S,L]
+        return Segments(q=cut(q), q_sel=cut(q_sel), k=cut(k), v=cut(v), gate_p=gate_p, pending=P, end=n,
+                        full=n // L, last_k=last_k)
+
+    def _local(self, seg: Segments) -> torch.Tensor:
+        """A_dot [B,H,S,L,d]: causal attention inside each segment."""
         if self.local == "softmax":
-            a_dot = causal_softmax(rotate(qs, self.rotary_dim), rotate(ks, self.rotary_dim), vs)
-        else:
-            a_dot = causal_linear(qs, ks, vs, self.eps)
+            return causal_softmax(rotate(seg.q, self.rotary_dim), rotate(seg.k, self.rotary_dim), seg.v)
+        return causal_linear(seg.q, seg.k, seg.v, self.eps)
 
-        if self.memory_scope == "batch_shared":
-            a_mem, new_state = self._read_batch_shared(x, qs, qsel_s, ks, vs, p, full), state
-        else:
-            a_mem, new_state = self._memory_branch(x, state, memory, prev_k, q_sel, k, v, qs, qsel_s, ks, vs, p, n, full, S)
-        if p is not None:
-            real = p.flatten(1)[:, P:n]
-            share = real if self.expansion.mode == "soft" else (real >= 0.5)
-            self.last_expand_share = float(share.detach().float().mean())
+    def _memory(self, seg: Segments, state: MemoryAttentionState, forced) -> tuple[torch.Tensor, MemoryAttentionState]:
+        """Per-sequence memory: A_mem [B,H,S,L,d] and the state to carry.
 
-        g = self.gate().view(1, -1, 1, 1, 1).to(x.dtype)
-        y = (g * a_mem + (1 - g) * a_dot).flatten(2, 3)[:, :, P:n]
-        return self.out(rearrange(y, "b h t d -> b t (h d)")), new_state
+        Segment s reads what segments < s wrote, then is written. Writes are sequential (delta needs
+        the state before each); landmark chunk summaries depend on keys only, so those of every
+        complete segment come from one call."""
+        summaries = self._chunk_summaries(seg)
+        now = Memories(state.memory, state.lm_sum, state.lm_count)
+        waiting, reads = [], []
+        for s in range(seg.count):
+            waiting.append(now)
+            if len(waiting) == self.read_group:  # read as soon as a group is complete: states can go
+                reads.append(self._read_segments(waiting, seg, s + 1 - len(waiting)))
+                waiting = []
+            if s < seg.full:
+                now = self._write(now, seg, s, forced, summaries)
+        if waiting:
+            reads.append(self._read_segments(waiting, seg, seg.count - len(waiting)))
+        carried = MemoryAttentionState(now.memory, seg.tail(seg.q_sel), seg.tail(seg.k), seg.tail(seg.v), seg.last_k,
+                                       now.lm_sum, now.lm_count)
+        return torch.cat(reads, dim=2), carried
 
-    def _memory_branch(self, x, state, memory, prev_k, q_sel, k, v, qs, qsel_s, ks, vs, p, n, full, S):
-        """Per-sequence memory: A_mem [B,H,S,L,d] and the state to carry."""
-        B, L = x.shape[0], self.segment_len
-        # Memory branch: segment s reads the state written by segments < s, then is written.
-        # Writes are sequential (delta needs the state before each); landmark chunk summaries
-        # depend on keys only, so they are computed for every complete segment in one call.
-        mem, lm_sum, lm_count, before = state.memory, state.lm_sum, state.lm_count, []
-        adds = None
-        if lm_sum is not None and full:
-            flat = ks[:, :, :full].transpose(1, 2).flatten(0, 1)  # [B·full,H,L,d]
-            adds, count = self.landmark.chunk_summary(flat)
-            adds = adds.unflatten(0, (B, full))  # [B,full,H,d]
-        reads = []
-        for s in range(S):
-            before.append((mem, lm_sum, lm_count))
-            if len(before) == self.read_group:  # read as soon as a group is complete: states can go
-                reads.append(self._read_segments(before, qs, qsel_s, p, s + 1 - len(before)))
-                before = []
-            if s < full:
-                target = self._target(mem, lm_sum, lm_count, ks[:, :, s], memory)
-                mem = self.store.write(mem, ks[:, :, s], vs[:, :, s], target)
-                if lm_sum is not None:
-                    onehot = F.one_hot(torch.as_tensor(target, device=x.device).expand(B), self.num_memories)
-                    lm_sum = lm_sum + onehot[:, :, None, None].to(adds.dtype) * adds[:, s, None]
-                    lm_count = lm_count + onehot * count
-        if before:
-            reads.append(self._read_segments(before, qs, qsel_s, p, S - len(before)))
-        a_mem = torch.cat(reads, dim=2)
-        rest = slice(full * L, n)
-        new_state = MemoryAttentionState(
-            mem, q_sel[:, :, rest], k[:, :, rest], v[:, :, rest], prev_k, lm_sum, lm_count
-        )
-        return a_mem, new_state
+    def _chunk_summaries(self, seg: Segments) -> tuple[torch.Tensor, int] | None:
+        """What each complete segment adds to the landmark sums: ([B,full,H,d], count per segment);
+        None for landmarks that keep no sums."""
+        if self.landmark is None or not self.landmark.keeps_sums or not seg.full:
+            return None
+        flat = seg.k[:, :, : seg.full].transpose(1, 2).flatten(0, 1)  # [B·full,H,L,d]
+        adds, count = self.landmark.chunk_summary(flat)
+        return adds.unflatten(0, (seg.q.shape[0], seg.full)), count
+
+    def _write(self, now: Memories, seg: Segments, s: int, forced, summaries) -> Memories:
+        """Write complete segment s into the memory the policy (or ``forced``) picks."""
+        k = seg.k[:, :, s]
+        target = self._target(now, k, forced)
+        memory = self.store.write(now.memory, k, seg.v[:, :, s], target)
+        if summaries is None:
+            return Memories(memory, now.lm_sum, now.lm_count)
+        adds, count = summaries
+        onehot = F.one_hot(torch.as_tensor(target, device=k.device).expand(k.shape[0]), self.num_memories)
+        return Memories(memory, now.lm_sum + onehot[:, :, None, None].to(adds.dtype) * adds[:, s, None],
+                        now.lm_count + onehot * count)
 
     def _selection_query(self, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """What scores the landmarks: Q itself, or HSA's separate projection Q_slc. [B,H,T,d]"""
         return q if self.q_slc is None else rearrange(self.q_slc(x), "b t (h d) -> b h t d", h=self.num_heads)
 
     def selection_weights(self, x: torch.Tensor, state: MemoryAttentionState) -> torch.Tensor:
-        """The selector's weights over the memories of ``state`` for the tokens of x.
+        """The selector's weights over the memories of ``state`` for the tokens of x, as ``forward``
+        computes them when it reads that state: per segment of ``segment_len`` tokens (a
+        ``sequence``-scope selection averages the scores of the segment's tokens so far).
 
-        x [B,T,D] (this layer's input), state with memories written (batch B or 1) -> [B,H,T,N].
-        Used to score memory selection against known sources (``MemoryBuilder``)."""
+        x [B,T,D] (this layer's input, starting at a segment boundary), state with memories written
+        (batch B or 1) -> [B,H,T,N]. Used to score memory selection against known sources
+        (``MemoryBuilder``)."""
         if self.selector is None:
             raise ValueError("selection_weights: this layer has one memory, there is nothing to select")
-        B, H = x.shape[0], self.num_heads
+        B, T, _ = x.shape
+        H, L = self.num_heads, self.segment_len
         q = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=H)[0]
         q_sel = self._selection_query(x, q)
-        grow = lambda t: None if t is None else t.expand(B, *t.shape[1:])  # noqa: E731  (a batch-1 state)
+        S = -(-T // L)
+        q_sel = F.pad(q_sel, (0, 0, 0, S * L - T)).unflatten(2, (S, L)).transpose(1, 2).flatten(0, 1)  # [B·S,H,L,d]
+        grow = lambda t: None if t is None else t.expand(B, *t.shape[1:]).repeat_interleave(S, 0)  # noqa: E731
         M, z = state.memory.stacked()
         landmarks = self.landmark.landmarks(grow(z), grow(state.lm_sum), grow(state.lm_count))
-        return self.selector(q_sel, landmarks, grow(state.memory.written()))
+        weights = self.selector(q_sel, landmarks, grow(state.memory.written()))  # [B·S,H,L,N]
+        return weights.unflatten(0, (B, S)).transpose(1, 2).flatten(2, 3)[:, :, :T]
 
-    def reset_shared(self) -> None:
-        """Empty the batch-shared memory (the reports reset it once per epoch; the trainer calls this)."""
-        self._shared = None
-
-    def _read_batch_shared(self, x, qs, qsel_s, ks, vs, p, full):
-        """The reports' code: one memory for the whole batch, read by every segment of every
-        sequence before it is written once per call with all complete segments, summed over batch
-        and time and detached. ``write_scale="reports"`` scales M by 1/(B·T) but z by 1/B (their
-        scale bug: reads come out at 1/T); "equal" scales both by 1/B. Returns A_mem [B,H,S,L,d]."""
-        B = x.shape[0]
-        if self._shared is None:
-            self._shared = self.store.init_state(1, x.device, x.dtype)
-        M, z = self._shared.stacked()
-        shared = self._shared.unstacked(M.expand(B, *M.shape[1:]), z.expand(B, *z.shape[1:]), self._shared.writes)
-        S = qs.shape[2]
-        a_mem = torch.stack([self._read(shared, None, None, qs[:, :, s], qsel_s[:, :, s], None if p is None else p[:, s])
-                             for s in range(S)], dim=2)
-        if full:
-            with torch.no_grad():
-                k = ks[:, :, :full].flatten(2, 3).transpose(0, 1).reshape(1, self.num_heads, -1, self.head_dim)
-                v = vs[:, :, :full].flatten(2, 3).transpose(0, 1).reshape(1, self.num_heads, -1, self.head_dim)
-                new = self.store.write(self._shared, k, v)
-                tokens = full * self.segment_len
-                m_scale = 1 / (B * tokens) if self.write_scale == "reports" else 1 / B
-                self._shared = new.unstacked(
-                    *(old + (upd - old) * sc for old, upd, sc in
-                      zip(self._shared.stacked(), new.stacked(), (m_scale, 1 / B))),
-                    new.writes,
-                )
-        return a_mem
-
-    def _read_segments(self, before: list, qs, qsel_s, p, g0: int) -> torch.Tensor:
-        """Reads of segments g0.. in one batched call: each segment's state joins the batch axis.
-        before: [(MemoryState, lm_sum, lm_count)] per segment; qs, qsel_s [B,H,S,L,d] -> [B,H,g,L,d]."""
+    def _read_segments(self, before: list[Memories], seg: Segments, g0: int) -> torch.Tensor:
+        """Reads of segments g0.. in one batched call: each segment's memories join the batch axis.
+        before: the memories each segment reads -> A_mem [B,H,g,L,d]."""
         g = len(before)
-        B = qs.shape[0]
-        if g == 1:  # one segment: its state as is, no copy
-            mem, lm_sum, lm_count = before[0]
-            gate_p = None if p is None else p[:, g0]
-            return self._read(mem, lm_sum, lm_count, qs[:, :, g0], qsel_s[:, :, g0], gate_p).unsqueeze(2)
+        B = seg.q.shape[0]
+        if g == 1:  # one segment: its memories as they are, no copy
+            return self._read(before[0], seg.q[:, :, g0], seg.q_sel[:, :, g0], seg.gate(g0)).unsqueeze(2)
         join = lambda ts: None if ts[0] is None else torch.stack(ts, 1).flatten(0, 1)  # noqa: E731  [B·g,...]
-        mems = [b[0] for b in before]
-        mem = MemoryState(M=join([m.M for m in mems]), z=join([m.z for m in mems]), writes=mems[0].writes)
+        memory = MemoryState(M=join([b.memory.M for b in before]), z=join([b.memory.z for b in before]),
+                             writes=before[0].memory.writes)
         part = lambda t: t[:, :, g0 : g0 + g].transpose(1, 2).flatten(0, 1)  # noqa: E731  [B·g,H,L,d]
-        gate_p = None if p is None else p[:, g0 : g0 + g].flatten(0, 1)
-        out = self._read(mem, join([b[1] for b in before]), join([b[2] for b in before]), part(qs), part(qsel_s), gate_p)
+        gate_p = None if seg.gate_p is None else seg.gate_p[:, g0 : g0 + g].flatten(0, 1)
+        joined = Memories(memory, join([b.lm_sum for b in before]), join([b.lm_count for b in before]))
+        out = self._read(joined, part(seg.q), part(seg.q_sel), gate_p)
         return out.unflatten(0, (B, g)).transpose(1, 2)
 
-    def _target(self, mem: MemoryState, lm_sum, lm_count, k: torch.Tensor, forced):
-        """Which memory this segment is written to: an int, or LongTensor [B]."""
+    def _target(self, now: Memories, k: torch.Tensor, forced):
+        """Which memory segment keys k [B,H,L,d] are written to: an int, or LongTensor [B]."""
         N = self.num_memories
         if forced is not None:
             return forced
+        mem = now.memory
         if self.write_policy == "round_robin":
             return mem.writes % N
         if self.write_policy == "fill":
@@ -320,12 +316,13 @@ class MemoryAttention(nn.Module):
         # nearest: seed every memory once (first empty one), then the best-matching landmark
         written = mem.written()
         M, z = mem.stacked()
-        scores = torch.einsum("bhd,bnhd->bn", k.mean(2), self.landmark.landmarks(z, lm_sum, lm_count))
+        scores = torch.einsum("bhd,bnhd->bn", k.mean(2), self.landmark.landmarks(z, now.lm_sum, now.lm_count))
         first_empty = (~written).to(torch.int8).argmax(-1)
         return torch.where(written.all(-1), scores.argmax(-1), first_empty).detach()
 
-    def _read(self, mem: MemoryState, lm_sum, lm_count, q, q_sel, p) -> torch.Tensor:
+    def _read(self, memories: Memories, q: torch.Tensor, q_sel: torch.Tensor, p: torch.Tensor | None) -> torch.Tensor:
         """q, q_sel [B,H,L,d]; p [B,L] or None -> A_mem [B,H,L,d]."""
+        mem, lm_sum, lm_count = memories.memory, memories.lm_sum, memories.lm_count
         M, z = mem.stacked()
         # Memories known to be empty read exactly 0 and get selection weight exactly 0: when they are
         # the last ones (round robin / fill before the memories are all used), read the others only.

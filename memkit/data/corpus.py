@@ -22,8 +22,8 @@ import torch
 from pydantic import Field, field_validator
 
 from memkit.data import debian_texts
-from memkit.spec import Spec
 from memkit.data.tokenizer import TokenizerSpec
+from memkit.spec import Spec
 
 BUILDERS = {".txt": "text", ".text": "text", ".md": "text", ".rst": "text", ".json": "json", ".jsonl": "json",
             ".parquet": "parquet", ".csv": "csv"}

@@ -15,8 +15,8 @@ from typing import Callable, Sequence
 import torch
 
 from memkit.blocks.attention import MemoryAttentionState
-from memkit.models.inference import eval_mode
 from memkit.blocks.store import MemoryState
+from memkit.models.inference import eval_mode
 
 
 def utf8_bytes(text: str) -> torch.Tensor:

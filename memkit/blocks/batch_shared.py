@@ -1,0 +1,87 @@
+"""The reports' memory scope: one memory for the whole batch, carried from step to step.
+
+DESIGN.md, last section: the reports' code kept one memory state per head for the whole batch. Every
+segment of every sequence reads it as it was before the call; then the call's complete segments are
+written once, summed over batch and time, detached. It keeps adding until reset (the trainer
+resets it each epoch), so a sequence reads what earlier batches wrote.
+
+``write_scale="reports"`` scales the write of M by 1/(B·T) but z by 1/B (their scale: reads come out
+at 1/T of proper linear attention, and the delta correction is nearly inert); ``"equal"`` scales
+both by 1/B (proper linear attention over the batch's tokens).
+
+``MemoryAttention`` holds one ``BatchSharedMemory`` when ``memory_scope="batch_shared"``; the
+careful default (``"sequence"``: one memory per sequence) never touches this file.
+
+Axes: B batch, N memories, H heads, S segments, L segment length, d head dim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from memkit.blocks.landmark import Landmark
+from memkit.blocks.segments import Memories, Segments
+from memkit.blocks.store import MemoryStore
+
+
+class BatchSharedMemory:
+    """The batch-shared state (batch axis 1) and its read-then-write step. No parameters."""
+
+    def __init__(self, store: MemoryStore, write_scale: str, landmark: Landmark | None):
+        self.store, self.write_scale, self.landmark = store, write_scale, landmark
+        self.state: Memories | None = None  # None: empty (fresh, or reset)
+
+    def reset(self) -> None:
+        self.state = None
+
+    def _empty(self, device, dtype) -> Memories:
+        sums = self.landmark is not None and self.landmark.keeps_sums
+        N, H, d = self.store.num_memories, self.store.num_heads, self.store.head_dim
+        return Memories(
+            self.store.init_state(1, device, dtype),
+            torch.zeros(1, N, H, d, device=device, dtype=dtype) if sums else None,
+            torch.zeros(1, N, device=device, dtype=torch.long) if sums else None,
+        )
+
+    def read_and_write(self, seg: Segments, read: Callable) -> torch.Tensor:
+        """A_mem [B,H,S,L,d]: every segment reads the state as it was before this call
+        (``read(memories, q, q_sel, gate_p)``, the layer's read); then the complete segments are
+        written, detached."""
+        B = seg.q.shape[0]
+        if self.state is None:
+            self.state = self._empty(seg.q.device, seg.q.dtype)
+        grow = lambda t: None if t is None else t.expand(B, *t.shape[1:])  # noqa: E731
+        M, z = self.state.memory.stacked()
+        view = Memories(self.state.memory.unstacked(grow(M), grow(z), self.state.memory.writes),
+                        grow(self.state.lm_sum), grow(self.state.lm_count))
+        a_mem = torch.stack([read(view, seg.q[:, :, s], seg.q_sel[:, :, s], seg.gate(s)) for s in range(seg.count)],
+                            dim=2)
+        if seg.full:
+            with torch.no_grad():
+                self.state = self._write(seg, B)
+        return a_mem
+
+    def _write(self, seg: Segments, B: int) -> Memories:
+        """One write of every complete segment of every sequence, scaled as ``write_scale`` says."""
+        H, d = self.store.num_heads, self.store.head_dim
+        old = self.state.memory
+        joined = lambda t: t[:, :, : seg.full].flatten(2, 3).transpose(0, 1).reshape(1, H, -1, d)  # noqa: E731
+        target = old.writes % self.store.num_memories
+        new = self.store.write(old, joined(seg.k), joined(seg.v), target)
+        tokens = seg.full * seg.length
+        m_scale = 1 / (B * tokens) if self.write_scale == "reports" else 1 / B
+        M, z = (before + (after - before) * scale
+                for before, after, scale in zip(old.stacked(), new.stacked(), (m_scale, 1 / B)))
+        memories = replace(self.state, memory=new.unstacked(M, z, new.writes))
+        if self.state.lm_sum is None:
+            return memories
+        # landmark sums are means (sum / count): every written segment of every sequence counts once
+        flat = seg.k[:, :, : seg.full].transpose(1, 2).flatten(0, 1)  # [B·full,H,L,d]
+        adds, count = self.landmark.chunk_summary(flat)
+        onehot = F.one_hot(torch.tensor([target], device=flat.device), self.store.num_memories)  # [1,N]
+        return replace(memories, lm_sum=self.state.lm_sum + onehot[:, :, None, None] * adds.sum(0),
+                       lm_count=self.state.lm_count + onehot * count * adds.shape[0])

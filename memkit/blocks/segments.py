@@ -1,0 +1,67 @@
+"""What travels between the steps of ``MemoryAttention``'s segment loop, as two small named values.
+
+- ``Segments``: one call's projections cut into segments of L tokens, the previous call's
+  incomplete segment in front; the local branch, the reads and the writes all take it.
+- ``Memories``: the N memories as one segment reads them (``MemoryState`` plus the landmark
+  sums that ``mean_k`` and ``hsa`` keep); every write makes a new one.
+
+Axes: B batch, H heads, S segments, L segment length, d head dim, N memories.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from memkit.blocks.store import MemoryState
+
+
+@dataclass(frozen=True)
+class Segments:
+    """q, q_sel, k, v [B,H,S,L,d]: queries, selection queries, keys, values, zero-padded after the
+    last real token; ``gate_p`` [B,S,L]: the expansion gate's probability (None without hierarchy).
+
+    ``pending``: tokens at the front that the previous call already returned (the incomplete segment
+    it left); ``end``: real tokens (pending + this call's); ``full``: complete segments, the ones
+    written; ``last_k`` [B,H,1,d]: this call's last unshifted key (``key_shift`` binds across calls).
+    """
+
+    q: torch.Tensor
+    q_sel: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    gate_p: torch.Tensor | None
+    pending: int
+    end: int
+    full: int
+    last_k: torch.Tensor
+
+    @property
+    def count(self) -> int:
+        """S: segments, the incomplete last one included."""
+        return self.q.shape[2]
+
+    @property
+    def length(self) -> int:
+        """L: tokens per segment."""
+        return self.q.shape[3]
+
+    def tail(self, t: torch.Tensor) -> torch.Tensor:
+        """The tokens after the last complete segment, which wait for the next call: [B,H,S,L,d] ->
+        [B,H,P',d]."""
+        return t.flatten(2, 3)[:, :, self.full * self.length : self.end]
+
+    def gate(self, s: int) -> torch.Tensor | None:
+        """Segment s's gate probabilities [B,L] (None without hierarchy)."""
+        return None if self.gate_p is None else self.gate_p[:, s]
+
+
+@dataclass(frozen=True)
+class Memories:
+    """memory: M [B,(N,)H,d,d] and z; lm_sum [B,N,H,d] and lm_count [B,N]: running landmark sums
+    (``mean_k`` and ``hsa`` only, else None)."""
+
+    memory: MemoryState
+    lm_sum: torch.Tensor | None = None
+    lm_count: torch.Tensor | None = None
