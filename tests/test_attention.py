@@ -16,7 +16,7 @@ def test_multi_memory_soft_selection_weights_memories_by_memory_norm():
     q = torch.randn(1, 2, 3, 4, dtype=torch.float64)
     reads = layer.store.read(state.memory, q)  # [B,N,H,T,d]
     w = (torch.einsum("bhtd,bnhd->bhtn", q, state.memory.z) / 2).softmax(-1)
-    torch.testing.assert_close(layer._read(Memories(state.memory), q, q, None), torch.einsum("bhtn,bnhtd->bhtd", w, reads))
+    torch.testing.assert_close(layer._read(Memories(state.memory), q, q, None)[0], torch.einsum("bhtn,bnhtd->bhtd", w, reads))
 
 
 @pytest.mark.parametrize("written", [[0], [1], [1, 3], [0, 2]])
@@ -34,7 +34,7 @@ def test_unwritten_memories_are_not_selected(written):
     q = torch.randn(1, 2, 3, 4, dtype=torch.float64)
     reads = layer.store.read(memory, q)[:, written]  # [B,n,H,T,d]
     w = (torch.einsum("bhtd,bnhd->bhtn", q, memory.z[:, written]) / 2).softmax(-1)
-    torch.testing.assert_close(layer._read(Memories(memory), q, q, None), torch.einsum("bhtn,bnhtd->bhtd", w, reads))
+    torch.testing.assert_close(layer._read(Memories(memory), q, q, None)[0], torch.einsum("bhtn,bnhtd->bhtd", w, reads))
 
 
 def test_gate_is_a_tagged_parameter_per_head():

@@ -36,9 +36,10 @@ from memkit.spec import Spec, check_heads
 class MemoryAttentionState:
     """What a ``MemoryAttention`` carries between calls.
 
-    memory: the ``MemoryState`` (M, z); pending_q/k/v [B,H,P,d]: the incomplete segment
-    (P < segment_len); prev_k [B,H,1,d]: the last unshifted key (key_shift); lm_sum [B,N,H,d]
-    and lm_count [B,N]: running landmark sums (``mean_k`` and ``hsa`` landmarks only, else None).
+    memory: the ``MemoryState`` (M, z); pending_q/k/v [B,H,P,d]: the incomplete segment (P <
+    segment_len; pending_q holds its selection features, see ``Selector.feature``); prev_k [B,H,1,d]:
+    the last unshifted key (key_shift); lm_sum and lm_count: the landmark's running state
+    (``mean_k``, ``hsa``: sums [B,N,H,d] and counts [B,N]; ``hsa_last_keys``: kept keys; else None).
     """
 
     memory: MemoryState
@@ -81,6 +82,7 @@ class MemoryAttention(nn.Module):
     query by their ``Landmark``. ``hierarchy`` ("soft"/"hard") adds a coarse memory (the sum of the
     fine ones) and an ``ExpansionGate`` that mixes fine and coarse reads per token.
     ``memory_scope="batch_shared"`` is the reports' one memory per batch (``batch_shared.py``).
+    Every option that reproduces the reports' code is listed, with what it does, on ``MemoryAttentionSpec``.
     """
 
     def __init__(
@@ -107,26 +109,36 @@ class MemoryAttention(nn.Module):
         memory_scope: str = "sequence",
         write_scale: str = "equal",
         hsa_pool: int = 8,
+        segmentation: str = "fixed",
+        bias: bool = True,
+        unwritten_memories: str = "excluded",
+        gate_input: str = "hidden_gelu",
+        hsa_keys: int = 256,
+        hsa_dropout: float = 0.0,
+        nan_guard: bool = False,
+        shared_reset: str = "each_epoch",
+        shared_validation: str = "writes",
     ):
         super().__init__()
         self.hidden_size, self.num_heads = hidden_size, num_heads
         self.head_dim = hidden_size // num_heads
-        self.segment_len, self.local, self.key_shift = segment_len, local, key_shift
-        self.rotary_dim, self.eps = rotary_dim, eps
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
-        self.out = nn.Linear(hidden_size, hidden_size)
+        self.segment_len, self.segmentation, self.local, self.key_shift = segment_len, segmentation, local, key_shift
+        self.rotary_dim, self.eps, self.nan_guard = rotary_dim, eps, nan_guard
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=bias)
+        self.out = nn.Linear(hidden_size, hidden_size, bias=bias)
         self.gate_logit = nn.Parameter(torch.full((num_heads,), float(gate_init)))
         self.gate_logit.memkit_group = "gate"  # trainer: own learning rate, no weight decay
         self.store = MemoryStore(num_heads, self.head_dim, update, eps, num_memories)
         multi = num_memories > 1
         # the family's fields apply to N > 1 only: one memory is always written in place
         self.write_policy, self.fill_segments = (write_policy if multi else "round_robin"), fill_segments
-        self.landmark = Landmark(landmark, self.head_dim, hsa_pool) if multi else None
-        self.selector = Selector(selection, top_k, selection_scope, selection_score) if multi else None
-        self.q_slc = nn.Linear(hidden_size, hidden_size) if multi and selection_query == "projection" else None
-        self.expansion = ExpansionGate(hidden_size, hierarchy) if multi and hierarchy != "none" else None
+        self.landmark = Landmark(landmark, self.head_dim, hsa_pool, num_heads, hsa_keys, hsa_dropout) if multi else None
+        self.selector = Selector(selection, top_k, selection_scope, selection_score, unwritten_memories) if multi else None
+        self.q_slc = nn.Linear(hidden_size, hidden_size, bias=bias) if multi and selection_query == "projection" else None
+        self.expansion = ExpansionGate(hidden_size, hierarchy, gate_input) if multi and hierarchy != "none" else None
         # the reports' one memory for the whole batch, carried across calls (None: one per sequence)
-        self.shared = BatchSharedMemory(self.store, write_scale, self.landmark) if memory_scope == "batch_shared" else None
+        self.shared = (BatchSharedMemory(self.store, write_scale, self.landmark, shared_reset, shared_validation)
+                       if memory_scope == "batch_shared" else None)
         self.last_expand_share: float = float("nan")  # diagnostics: share of tokens that read fine memories
         # segments read in one batched call. 1 (one call per segment) was fastest on a 2-core CPU
         # (batching copies every segment's N states); larger groups may pay off where launches dominate.
@@ -148,21 +160,23 @@ class MemoryAttention(nn.Module):
         H, d = self.num_heads, self.head_dim
         empty = torch.zeros(batch_size, H, 0, d, device=device, dtype=dtype)
         sums = self.landmark is not None and self.landmark.keeps_sums
-        N = self.num_memories
+        lm_sum, lm_count = (self.landmark.init_sums(batch_size, self.num_memories, H, d, device, dtype) if sums
+                            else (None, None))
         return MemoryAttentionState(
             memory=self.store.init_state(batch_size, device, dtype),
             pending_q=empty,
             pending_k=empty,
             pending_v=empty,
             prev_k=torch.zeros(batch_size, H, 1, d, device=device, dtype=dtype),
-            lm_sum=torch.zeros(batch_size, N, H, d, device=device, dtype=dtype) if sums else None,
-            lm_count=torch.zeros(batch_size, N, device=device, dtype=torch.long) if sums else None,
+            lm_sum=lm_sum,
+            lm_count=lm_count,
         )
 
-    def reset_shared(self) -> None:
-        """Empty the batch-shared memory (the reports reset it once per epoch; the trainer calls this)."""
+    def reset_shared(self, moment: str = "epoch") -> None:
+        """Empty the batch-shared memory at ``moment`` ("training" starts, an "epoch" starts, a
+        "validation" starts), as ``shared_reset`` says (the trainer calls this)."""
         if self.shared is not None:
-            self.shared.reset()
+            self.shared.reset(moment)
 
     def forward(self, x: torch.Tensor, state: MemoryAttentionState | None = None, memory=None):
         """x [B,T,D] -> (y [B,T,D], state). ``memory`` (int or LongTensor [B]) forces the memory
@@ -174,11 +188,13 @@ class MemoryAttention(nn.Module):
         seg = self._segments(x, state)
         a_dot = self._local(seg)
         if self.shared is not None:
-            a_mem, state = self.shared.read_and_write(seg, self._read), state
+            a_mem, gate_p = self.shared.read_and_write(seg, self._read, self.training)
         else:
-            a_mem, state = self._memory(seg, state, memory)
-        if seg.gate_p is not None:
-            real = seg.gate_p.flatten(1)[:, seg.pending : seg.end]
+            a_mem, gate_p, state = self._memory(seg, state, memory)
+        if self.nan_guard:  # report 000's code: a NaN in the memory read becomes 0
+            a_mem = torch.nan_to_num(a_mem, nan=0.0)
+        if gate_p is not None:
+            real = gate_p.flatten(1)[:, seg.pending : seg.end]
             share = real if self.expansion.mode == "soft" else (real >= 0.5)
             self.last_expand_share = float(share.detach().float().mean())
         g = self.gate().view(1, -1, 1, 1, 1).to(x.dtype)
@@ -188,38 +204,43 @@ class MemoryAttention(nn.Module):
     def _segments(self, x: torch.Tensor, state: MemoryAttentionState) -> Segments:
         """Project x, continue the incomplete segment the previous call left, cut into segments."""
         B, T, _ = x.shape
-        H, d, L = self.num_heads, self.head_dim, self.segment_len
+        H, d = self.num_heads, self.head_dim
         q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=H)
         last_k = k[:, :, -1:]
         if self.key_shift:  # k_t from token t−1: binds a token to the one after it (recall needs this)
             k = torch.cat((state.prev_k, k[:, :, :-1]), dim=2)
-        q_sel = self._selection_query(x, q)
-        p = self.expansion(x) if self.expansion is not None else None  # [B,T]
+        f = self._selection_features(x, q)
+        gate_p = self.expansion(x) if self.expansion is not None and not self.expansion.reads_coarse else None  # [B,T]
         P = state.pending_k.shape[2]
         if P:  # the copies below are skipped when no segment is pending (the common case)
             q = torch.cat((q.new_zeros(B, H, P, d), q), dim=2)  # pending outputs were already returned
-            q_sel = torch.cat((state.pending_q, q_sel), dim=2)  # kept: a sequence-scope selection averages them
+            f = torch.cat((state.pending_q, f), dim=2)  # kept: a sequence-scope selection averages them
             k = torch.cat((state.pending_k, k), dim=2)
             v = torch.cat((state.pending_v, v), dim=2)
         n = P + T
+        L = n if self.segmentation == "whole_call" else self.segment_len  # whole_call: the call is one segment
         S = -(-n // L)
         extra = S * L - n
 
         def cut(t):  # [B,H,n,d] -> [B,H,S,L,d]; padding sits after every real token
             return (F.pad(t, (0, 0, 0, extra)) if extra else t).unflatten(2, (S, L))
 
-        gate_p = None if p is None else F.pad(p, (P, extra)).unflatten(1, (S, L))  # [B,S,L]
-        return Segments(q=cut(q), q_sel=cut(q_sel), k=cut(k), v=cut(v), gate_p=gate_p, pending=P, end=n,
-                        full=n // L, last_k=last_k)
+        call_f = None
+        if self.selector is not None and self.selector.scope == "whole_call_leaks_future":
+            call_f = f.mean(2, keepdim=True)  # every token of the call, later ones too: the leak
+        if gate_p is not None:
+            gate_p = F.pad(gate_p, (P, extra)).unflatten(1, (S, L))  # [B,S,L]
+        return Segments(q=cut(q), q_sel=cut(f), k=cut(k), v=cut(v), gate_p=gate_p, pending=P, end=n,
+                        full=n // L, last_k=last_k, call_q_sel=call_f)
 
     def _local(self, seg: Segments) -> torch.Tensor:
         """A_dot [B,H,S,L,d]: causal attention inside each segment."""
         if self.local == "softmax":
             return causal_softmax(rotate(seg.q, self.rotary_dim), rotate(seg.k, self.rotary_dim), seg.v)
-        return causal_linear(seg.q, seg.k, seg.v, self.eps)
+        return causal_linear(seg.q, seg.k, seg.v, self.eps, clamp=self.local == "linear_clamped")
 
-    def _memory(self, seg: Segments, state: MemoryAttentionState, forced) -> tuple[torch.Tensor, MemoryAttentionState]:
-        """Per-sequence memory: A_mem [B,H,S,L,d] and the state to carry.
+    def _memory(self, seg: Segments, state: MemoryAttentionState, forced):
+        """Per-sequence memory: (A_mem [B,H,S,L,d], gate probabilities [B,S,L] or None, the state to carry).
 
         Segment s reads what segments < s wrote, then is written. Writes are sequential (delta needs
         the state before each); landmark chunk summaries depend on keys only, so those of every
@@ -238,10 +259,11 @@ class MemoryAttention(nn.Module):
             reads.append(self._read_segments(waiting, seg, seg.count - len(waiting)))
         carried = MemoryAttentionState(now.memory, seg.tail(seg.q_sel), seg.tail(seg.k), seg.tail(seg.v), seg.last_k,
                                        now.lm_sum, now.lm_count)
-        return torch.cat(reads, dim=2), carried
+        gate_p = None if reads[0][1] is None else torch.cat([p for _, p in reads], dim=1)
+        return torch.cat([a for a, _ in reads], dim=2), gate_p, carried
 
     def _chunk_summaries(self, seg: Segments) -> tuple[torch.Tensor, int] | None:
-        """What each complete segment adds to the landmark sums: ([B,full,H,d], count per segment);
+        """What each complete segment adds to the landmark sums: ([B,full,H,...], count per segment);
         None for landmarks that keep no sums."""
         if self.landmark is None or not self.landmark.keeps_sums or not seg.full:
             return None
@@ -258,17 +280,21 @@ class MemoryAttention(nn.Module):
             return Memories(memory, now.lm_sum, now.lm_count)
         adds, count = summaries
         onehot = F.one_hot(torch.as_tensor(target, device=k.device).expand(k.shape[0]), self.num_memories)
-        return Memories(memory, now.lm_sum + onehot[:, :, None, None].to(adds.dtype) * adds[:, s, None],
-                        now.lm_count + onehot * count)
+        return Memories(memory, *self.landmark.add(now.lm_sum, now.lm_count, onehot, adds[:, s], count))
 
-    def _selection_query(self, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        """What scores the landmarks: Q itself, or HSA's separate projection Q_slc. [B,H,T,d]"""
-        return q if self.q_slc is None else rearrange(self.q_slc(x), "b t (h d) -> b h t d", h=self.num_heads)
+    def _selection_features(self, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """What scores the landmarks, per token: f(Q) or f(Q_slc) (HSA's separate projection), with f
+        the selector's feature map. [B,H,T,d]; q itself for one memory (nothing to select)."""
+        if self.selector is None:
+            return q
+        q_sel = q if self.q_slc is None else rearrange(self.q_slc(x), "b t (h d) -> b h t d", h=self.num_heads)
+        return self.selector.feature(q_sel)
 
     def selection_weights(self, x: torch.Tensor, state: MemoryAttentionState) -> torch.Tensor:
         """The selector's weights over the memories of ``state`` for the tokens of x, as ``forward``
         computes them when it reads that state: per segment of ``segment_len`` tokens (a
-        ``sequence``-scope selection averages the scores of the segment's tokens so far).
+        ``sequence``-scope selection averages the scores of the segment's tokens so far; a
+        ``whole_call_leaks_future`` one those of every token of x).
 
         x [B,T,D] (this layer's input, starting at a segment boundary), state with memories written
         (batch B or 1) -> [B,H,T,N]. Used to score memory selection against known sources
@@ -276,32 +302,37 @@ class MemoryAttention(nn.Module):
         if self.selector is None:
             raise ValueError("selection_weights: this layer has one memory, there is nothing to select")
         B, T, _ = x.shape
-        H, L = self.num_heads, self.segment_len
+        H = self.num_heads
+        L = T if self.segmentation == "whole_call" else self.segment_len
         q = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=H)[0]
-        q_sel = self._selection_query(x, q)
+        f = self._selection_features(x, q)
+        if self.selector.scope == "whole_call_leaks_future":
+            f = f.mean(2, keepdim=True).expand_as(f)
         S = -(-T // L)
-        q_sel = F.pad(q_sel, (0, 0, 0, S * L - T)).unflatten(2, (S, L)).transpose(1, 2).flatten(0, 1)  # [B·S,H,L,d]
+        f = F.pad(f, (0, 0, 0, S * L - T)).unflatten(2, (S, L)).transpose(1, 2).flatten(0, 1)  # [B·S,H,L,d]
         grow = lambda t: None if t is None else t.expand(B, *t.shape[1:]).repeat_interleave(S, 0)  # noqa: E731
         M, z = state.memory.stacked()
         landmarks = self.landmark.landmarks(grow(z), grow(state.lm_sum), grow(state.lm_count))
-        weights = self.selector(q_sel, landmarks, grow(state.memory.written()))  # [B·S,H,L,N]
+        weights = self.selector.weights(f, landmarks, grow(state.memory.written()))  # [B·S,H,L,N]
         return weights.unflatten(0, (B, S)).transpose(1, 2).flatten(2, 3)[:, :, :T]
 
-    def _read_segments(self, before: list[Memories], seg: Segments, g0: int) -> torch.Tensor:
+    def _read_segments(self, before: list[Memories], seg: Segments, g0: int):
         """Reads of segments g0.. in one batched call: each segment's memories join the batch axis.
-        before: the memories each segment reads -> A_mem [B,H,g,L,d]."""
+        before: the memories each segment reads -> (A_mem [B,H,g,L,d], gate probabilities [B,g,L] or None)."""
         g = len(before)
         B = seg.q.shape[0]
         if g == 1:  # one segment: its memories as they are, no copy
-            return self._read(before[0], seg.q[:, :, g0], seg.q_sel[:, :, g0], seg.gate(g0)).unsqueeze(2)
+            a, p = self._read(before[0], seg.q[:, :, g0], seg.selection(g0), seg.gate(g0))
+            return a.unsqueeze(2), None if p is None else p.unsqueeze(1)
         join = lambda ts: None if ts[0] is None else torch.stack(ts, 1).flatten(0, 1)  # noqa: E731  [B·g,...]
         memory = MemoryState(M=join([b.memory.M for b in before]), z=join([b.memory.z for b in before]),
                              writes=before[0].memory.writes)
         part = lambda t: t[:, :, g0 : g0 + g].transpose(1, 2).flatten(0, 1)  # noqa: E731  [B·g,H,L,d]
         gate_p = None if seg.gate_p is None else seg.gate_p[:, g0 : g0 + g].flatten(0, 1)
+        f = part(seg.q_sel) if seg.call_q_sel is None else seg.selection(g0).repeat_interleave(g, 0)
         joined = Memories(memory, join([b.lm_sum for b in before]), join([b.lm_count for b in before]))
-        out = self._read(joined, part(seg.q), part(seg.q_sel), gate_p)
-        return out.unflatten(0, (B, g)).transpose(1, 2)
+        a, p = self._read(joined, part(seg.q), f, gate_p)
+        return a.unflatten(0, (B, g)).transpose(1, 2), None if p is None else p.unflatten(0, (B, g))
 
     def _target(self, now: Memories, k: torch.Tensor, forced):
         """Which memory segment keys k [B,H,L,d] are written to: an int, or LongTensor [B]."""
@@ -320,25 +351,33 @@ class MemoryAttention(nn.Module):
         first_empty = (~written).to(torch.int8).argmax(-1)
         return torch.where(written.all(-1), scores.argmax(-1), first_empty).detach()
 
-    def _read(self, memories: Memories, q: torch.Tensor, q_sel: torch.Tensor, p: torch.Tensor | None) -> torch.Tensor:
-        """q, q_sel [B,H,L,d]; p [B,L] or None -> A_mem [B,H,L,d]."""
+    def _read(self, memories: Memories, q: torch.Tensor, f: torch.Tensor, p: torch.Tensor | None):
+        """q [B,H,L,d], selection features f [B,H,L,d], gate probabilities p [B,L] (a hidden-state gate)
+        or None -> (A_mem [B,H,L,d], the gate probabilities used [B,L] or None)."""
         mem, lm_sum, lm_count = memories.memory, memories.lm_sum, memories.lm_count
         M, z = mem.stacked()
         # Memories known to be empty read exactly 0 and get selection weight exactly 0: when they are
         # the last ones (round robin / fill before the memories are all used), read the others only.
+        # Not when unwritten memories stay in the softmax (the reports'): there they take weight.
         live = M.shape[1] - len(mem.empty)
-        if mem.empty and mem.empty == frozenset(range(live, M.shape[1])):
+        excluded = self.selector is None or self.selector.unwritten == "excluded"
+        if mem.empty and excluded and mem.empty == frozenset(range(live, M.shape[1])):
             if live == 0:
-                return torch.zeros_like(q)
+                return torch.zeros_like(q), p
             M, z = M[:, :live], z[:, :live]
             lm_sum = None if lm_sum is None else lm_sum[:, :live]
             lm_count = None if lm_count is None else lm_count[:, :live]
             mem = MemoryState(M=M, z=z, writes=mem.writes)
         if self.selector is None:
-            return self.store.read(mem, q)
-        weights = self.selector(q_sel, self.landmark.landmarks(z, lm_sum, lm_count), mem.written())  # [B,H,L,N]
-        skip = self.expansion is not None and self.expansion.mode == "hard" and not self.training
-        if skip:  # inference: read the fine memories only where the gate expands
+            return self.store.read(mem, q), p
+        weights = self.selector.weights(f, self.landmark.landmarks(z, lm_sum, lm_count), mem.written())  # [B,H,L,N]
+        if self.expansion is None:
+            return mixed_read(M, z, q, weights, self.eps), p
+        Mc, zc = coarse(M, z)
+        rough = read_memories(Mc, zc, q, self.eps)[:, 0]
+        if self.expansion.reads_coarse:  # the reports' gate: it reads the coarse memory's output
+            p = self.expansion(rearrange(rough, "b h l d -> b l (h d)"))
+        if self.expansion.mode == "hard" and not self.training:  # inference: fine reads only where the gate expands
             fine = torch.zeros_like(q)
             for b, row in enumerate(p >= 0.5):
                 idx = row.nonzero().squeeze(-1)
@@ -347,23 +386,31 @@ class MemoryAttention(nn.Module):
                                                          weights[b : b + 1, :, idx], self.eps)
         else:
             fine = mixed_read(M, z, q, weights, self.eps)
-        if self.expansion is None:
-            return fine
-        Mc, zc = coarse(M, z)
-        rough = read_memories(Mc, zc, q, self.eps)[:, 0]
         m = self.expansion.mix_weight(p)[:, None, :, None].to(q.dtype)  # [B,1,L,1]
-        return m * fine + (1 - m) * rough
+        return m * fine + (1 - m) * rough, p
 
 
 class MemoryAttentionSpec(Spec):
-    """Settings of a ``MemoryAttention`` layer."""
+    """Settings of a ``MemoryAttention`` layer.
+
+    The defaults are the careful choices. The reports' code (DESIGN.md, last section) is reproduced by
+    these, each named for what it does: ``segmentation="whole_call"`` (no segments: a call is one
+    segment), ``local="linear_clamped"``, ``bias=False``, ``memory_scope="batch_shared"`` with
+    ``write_scale="reports"``, ``shared_reset`` and ``shared_validation`` (their reset and validation
+    regimes), ``selection_score="reports"``, ``selection_scope="whole_call_leaks_future"`` (NOT causal:
+    an earlier token's selection depends on later tokens of the call), ``unwritten_memories="kept_at_zero"``,
+    ``gate_input="coarse_read_relu"``, ``landmark="hsa_last_keys"`` with ``hsa_keys`` and ``hsa_dropout``,
+    ``nan_guard``.
+    """
 
     hidden_size: int = Field(512, ge=1, description="model width D")
     num_heads: int = Field(8, ge=1, description="heads H (must divide hidden_size)")
     segment_len: int = Field(64, ge=1, le=65536, description="tokens per segment")
     update: Literal["linear", "delta"] = Field("linear", description="memory write rule")
     num_memories: int = Field(1, ge=1, le=1024, description="number of memories N")
-    local: Literal["softmax", "linear"] = Field("softmax", description="local branch inside a segment")
+    local: Literal["softmax", "linear", "linear_clamped"] = Field(
+        "softmax", description="local branch inside a segment: softmax; causal linear attention with +ε in the "
+        "denominator; or with the denominator clamped at 1e-6 (the reports')")
     key_shift: bool = Field(False, description="keys from the previous token (binds pairs at layer 0)")
     rotary_dim: int = Field(0, ge=0, description="rotary dims of the local branch (0 = none)")
     gate_init: float = Field(0.0, ge=-20, le=20, description="initial gate logit β")
@@ -371,17 +418,40 @@ class MemoryAttentionSpec(Spec):
     # The fields below apply when num_memories > 1.
     write_policy: Literal["round_robin", "fill", "nearest"] = Field("round_robin", description="which memory a segment goes to")
     fill_segments: int = Field(1, ge=1, description="segments per memory before the next (fill policy)")
-    landmark: Literal["memory_norm", "mean_k", "learned", "hsa"] = Field("memory_norm", description="memory summary")
+    landmark: Literal["memory_norm", "mean_k", "learned", "hsa", "hsa_last_keys"] = Field(
+        "memory_norm", description="memory summary (hsa_last_keys: report 000's per-head encoder over each memory's "
+        "last hsa_keys raw keys)")
     selection: Literal["soft", "hard"] = Field("soft", description="softmax over memories, or top-k")
     top_k: int = Field(1, ge=1, description="memories read by hard selection")
     selection_query: Literal["q", "projection"] = Field("q", description="Q, or a separate projection Q_slc")
-    selection_scope: Literal["token", "sequence"] = Field("token", description="weights per token or per sequence")
+    selection_scope: Literal["token", "sequence", "whole_call_leaks_future"] = Field(
+        "token", description="weights per token; per sequence, causal (running mean in the segment); or per "
+        "sequence over every token of the call, LEAKING THE FUTURE (the reports')")
     hierarchy: Literal["none", "soft", "hard"] = Field("none", description="coarse memory + expansion gate")
     # The reports' code choices, by name; the defaults are the careful ones (DESIGN.md, last section).
     selection_score: Literal["scaled", "reports"] = Field("scaled", description="q·ℓ/√d, or σ(q)·ℓ unscaled")
     memory_scope: Literal["sequence", "batch_shared"] = Field("sequence", description="one memory per sequence, or one shared by the batch across steps")
     write_scale: Literal["equal", "reports"] = Field("equal", description="batch_shared: M and z scaled alike, or M/(B·T) and z/B")
     hsa_pool: int = Field(8, ge=1, le=4096, description="hsa landmark: keys enter the encoder as means of this many")
+    segmentation: Literal["fixed", "whole_call"] = Field(
+        "fixed", description="segments of segment_len; or each call one segment, written when the call ends (the "
+        "reports': no segments)")
+    bias: bool = Field(True, description="bias in the layer's projections (the reports': none)")
+    unwritten_memories: Literal["excluded", "kept_at_zero"] = Field(
+        "excluded", description="memories never written: out of the selection, or in the softmax with score 0 "
+        "(the reports')")
+    gate_input: Literal["hidden_gelu", "coarse_read_relu"] = Field(
+        "hidden_gelu", description="expansion gate: MLP with GELU on the hidden state, or with ReLU on the coarse "
+        "memory's read (the reports')")
+    hsa_keys: int = Field(256, ge=1, le=65536, description="hsa_last_keys: raw keys each memory keeps")
+    hsa_dropout: float = Field(0.0, ge=0, lt=1, description="hsa_last_keys: encoder dropout (the reports': 0.1)")
+    nan_guard: bool = Field(False, description="NaN in the memory read becomes 0 (report 000's code)")
+    shared_reset: Literal["each_epoch", "once"] = Field(
+        "each_epoch", description="batch_shared: reset at every epoch and before every validation, or once before "
+        "training (report 000)")
+    shared_validation: Literal["writes", "read_only"] = Field(
+        "writes", description="batch_shared: evaluation writes the shared memory, or only reads it (001, "
+        "002-hierarchical: after the reset, an empty memory)")
     # Optional fast path: torch.compile fuses the many small ops of the segment loop. The first
     # call compiles (tens of seconds); needs a GPU or, on CPU, a C++ compiler. Tested equal to eager.
     compile: bool = Field(False, description="torch.compile the layer's forward")

@@ -29,28 +29,35 @@ from memkit.blocks.store import MemoryStore
 
 
 class BatchSharedMemory:
-    """The batch-shared state (batch axis 1) and its read-then-write step. No parameters."""
+    """The batch-shared state (batch axis 1) and its read-then-write step. No parameters.
 
-    def __init__(self, store: MemoryStore, write_scale: str, landmark: Landmark | None):
+    ``reset_policy``: "each_epoch" empties it when training starts, at every epoch and before every
+    validation (002/003, 001); "once" only when training starts (000). ``validation``: "writes" (an
+    evaluation writes it as training does: 002/003-multi, 000) or "read_only" (001, 002-hierarchical:
+    after the reset, evaluation reads an empty memory and the memory path gives 0).
+    """
+
+    def __init__(self, store: MemoryStore, write_scale: str, landmark: Landmark | None,
+                 reset_policy: str = "each_epoch", validation: str = "writes"):
         self.store, self.write_scale, self.landmark = store, write_scale, landmark
+        self.reset_policy, self.validation = reset_policy, validation
         self.state: Memories | None = None  # None: empty (fresh, or reset)
 
-    def reset(self) -> None:
-        self.state = None
+    def reset(self, moment: str = "epoch") -> None:
+        """Empty the memory if the policy resets at ``moment`` ("training", "epoch" or "validation")."""
+        if moment == "training" or self.reset_policy == "each_epoch":
+            self.state = None
 
     def _empty(self, device, dtype) -> Memories:
-        sums = self.landmark is not None and self.landmark.keeps_sums
+        if self.landmark is None or not self.landmark.keeps_sums:
+            return Memories(self.store.init_state(1, device, dtype))
         N, H, d = self.store.num_memories, self.store.num_heads, self.store.head_dim
-        return Memories(
-            self.store.init_state(1, device, dtype),
-            torch.zeros(1, N, H, d, device=device, dtype=dtype) if sums else None,
-            torch.zeros(1, N, device=device, dtype=torch.long) if sums else None,
-        )
+        return Memories(self.store.init_state(1, device, dtype), *self.landmark.init_sums(1, N, H, d, device, dtype))
 
-    def read_and_write(self, seg: Segments, read: Callable) -> torch.Tensor:
-        """A_mem [B,H,S,L,d]: every segment reads the state as it was before this call
-        (``read(memories, q, q_sel, gate_p)``, the layer's read); then the complete segments are
-        written, detached."""
+    def read_and_write(self, seg: Segments, read: Callable, training: bool):
+        """(A_mem [B,H,S,L,d], gate probabilities [B,S,L] or None): every segment reads the state as it
+        was before this call (``read(memories, q, f, gate_p)``, the layer's read); then the complete
+        segments are written, detached (in evaluation only if ``validation="writes"``)."""
         B = seg.q.shape[0]
         if self.state is None:
             self.state = self._empty(seg.q.device, seg.q.dtype)
@@ -58,12 +65,12 @@ class BatchSharedMemory:
         M, z = self.state.memory.stacked()
         view = Memories(self.state.memory.unstacked(grow(M), grow(z), self.state.memory.writes),
                         grow(self.state.lm_sum), grow(self.state.lm_count))
-        a_mem = torch.stack([read(view, seg.q[:, :, s], seg.q_sel[:, :, s], seg.gate(s)) for s in range(seg.count)],
-                            dim=2)
-        if seg.full:
+        reads = [read(view, seg.q[:, :, s], seg.selection(s), seg.gate(s)) for s in range(seg.count)]
+        if seg.full and (training or self.validation == "writes"):
             with torch.no_grad():
                 self.state = self._write(seg, B)
-        return a_mem
+        gate_p = None if reads[0][1] is None else torch.stack([p for _, p in reads], dim=1)
+        return torch.stack([a for a, _ in reads], dim=2), gate_p
 
     def _write(self, seg: Segments, B: int) -> Memories:
         """One write of every complete segment of every sequence, scaled as ``write_scale`` says."""
@@ -79,9 +86,14 @@ class BatchSharedMemory:
         memories = replace(self.state, memory=new.unstacked(M, z, new.writes))
         if self.state.lm_sum is None:
             return memories
-        # landmark sums are means (sum / count): every written segment of every sequence counts once
-        flat = seg.k[:, :, : seg.full].transpose(1, 2).flatten(0, 1)  # [B·full,H,L,d]
-        adds, count = self.landmark.chunk_summary(flat)
-        onehot = F.one_hot(torch.tensor([target], device=flat.device), self.store.num_memories)  # [1,N]
-        return replace(memories, lm_sum=self.state.lm_sum + onehot[:, :, None, None] * adds.sum(0),
-                       lm_count=self.state.lm_count + onehot * count * adds.shape[0])
+        onehot = F.one_hot(torch.tensor([target], device=seg.k.device), self.store.num_memories)  # [1,N]
+        if self.landmark.type == "hsa_last_keys":
+            # the reports' HSA kept the keys of the last sequence of the batch written to the memory
+            adds, count = self.landmark.chunk_summary(seg.k[-1:, :, : seg.full].flatten(2, 3))
+        else:  # sums over every written segment of every sequence (the landmarks are their means)
+            flat = seg.k[:, :, : seg.full].transpose(1, 2).flatten(0, 1)  # [B·full,H,L,d]
+            summary, count = self.landmark.chunk_summary(flat)
+            adds, count = summary.sum(0, keepdim=True), count * summary.shape[0]
+        return replace(memories, **dict(zip(("lm_sum", "lm_count"),
+                                            self.landmark.add(self.state.lm_sum, self.state.lm_count, onehot, adds,
+                                                              count))))

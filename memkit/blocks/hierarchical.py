@@ -2,7 +2,11 @@
 
 Memories are additive: C = Σ_n M_n (and Σ_n z_n) can be formed, the M_n cannot be recovered
 from C, so the fine memories are kept and the coarse one is derived on read.
-The gate p = sigmoid(MLP(x)), MLP(hidden → hidden/4 → 1) on the token's hidden state:
+The gate p = sigmoid(MLP(·)), MLP(hidden → hidden/4 → 1), reads (``gate_input``):
+- ``hidden_gelu`` (default): the token's hidden state, with a GELU (DESIGN.md's gate);
+- ``coarse_read_relu``: the coarse memory's read of the token (all heads, hidden wide), with a ReLU:
+  the reports' code (DESIGN.md, last section); the gate then sees what memory returns, not the token.
+The mix:
 - ``soft``: A_mem = p·fine + (1−p)·coarse;
 - ``hard``: p ≥ 0.5 picks fine (straight-through gradient); in eval mode the fine read is
   skipped for tokens where the gate says coarse.
@@ -23,12 +27,18 @@ def coarse(M: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 
 class ExpansionGate(nn.Module):
-    """x [B,T,D] -> p [B,T]: probability of expanding to the fine memories."""
+    """x [B,T,D] -> p [B,T]: probability of expanding to the fine memories. x is the token's hidden
+    state, or the coarse memory's read (``gate_input="coarse_read_relu"``)."""
 
-    def __init__(self, hidden_size: int, mode: str = "soft"):
+    def __init__(self, hidden_size: int, mode: str = "soft", gate_input: str = "hidden_gelu"):
         super().__init__()
-        self.mode = mode
-        self.mlp = nn.Sequential(nn.Linear(hidden_size, hidden_size // 4), nn.GELU(), nn.Linear(hidden_size // 4, 1))
+        self.mode, self.gate_input = mode, gate_input
+        act = nn.ReLU() if gate_input == "coarse_read_relu" else nn.GELU()
+        self.mlp = nn.Sequential(nn.Linear(hidden_size, hidden_size // 4), act, nn.Linear(hidden_size // 4, 1))
+
+    @property
+    def reads_coarse(self) -> bool:
+        return self.gate_input == "coarse_read_relu"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.mlp(x)).squeeze(-1)

@@ -19,12 +19,15 @@ from memkit.blocks.store import MemoryState
 
 @dataclass(frozen=True)
 class Segments:
-    """q, q_sel, k, v [B,H,S,L,d]: queries, selection queries, keys, values, zero-padded after the
-    last real token; ``gate_p`` [B,S,L]: the expansion gate's probability (None without hierarchy).
+    """q, q_sel, k, v [B,H,S,L,d]: queries, selection features (``Selector.feature`` of Q or Q_slc),
+    keys, values, zero-padded after the last real token; ``gate_p`` [B,S,L]: the expansion gate's
+    probability from the hidden state (None without hierarchy, or when the gate reads the coarse memory).
 
     ``pending``: tokens at the front that the previous call already returned (the incomplete segment
     it left); ``end``: real tokens (pending + this call's); ``full``: complete segments, the ones
-    written; ``last_k`` [B,H,1,d]: this call's last unshifted key (``key_shift`` binds across calls).
+    written; ``last_k`` [B,H,1,d]: this call's last unshifted key (``key_shift`` binds across calls);
+    ``call_q_sel`` [B,H,1,d]: the mean selection feature over every token of the call, which every
+    segment selects with under ``selection_scope="whole_call_leaks_future"`` (else None).
     """
 
     q: torch.Tensor
@@ -36,6 +39,7 @@ class Segments:
     end: int
     full: int
     last_k: torch.Tensor
+    call_q_sel: torch.Tensor | None = None
 
     @property
     def count(self) -> int:
@@ -51,6 +55,12 @@ class Segments:
         """The tokens after the last complete segment, which wait for the next call: [B,H,S,L,d] ->
         [B,H,P',d]."""
         return t.flatten(2, 3)[:, :, self.full * self.length : self.end]
+
+    def selection(self, s: int) -> torch.Tensor:
+        """Segment s's selection features [B,H,L,d] (the call's mean for a whole-call selection)."""
+        if self.call_q_sel is not None:
+            return self.call_q_sel.expand(-1, -1, self.length, -1)
+        return self.q_sel[:, :, s]
 
     def gate(self, s: int) -> torch.Tensor | None:
         """Segment s's gate probabilities [B,L] (None without hierarchy)."""

@@ -42,7 +42,7 @@ class MemoryBuilder:
             raise ValueError(f"sources: give 1..{layer.num_memories} sources (one per memory), got {len(sources)}")
         param = next(self.model.parameters())
         state = layer.init_state(1, device=param.device, dtype=param.dtype)
-        L = layer.segment_len
+        L = 1 if layer.segmentation == "whole_call" else layer.segment_len  # whole_call: a source is one segment
         with eval_mode(self.model):
             for i, src in enumerate(sources):
                 ids = self.encode(src) if isinstance(src, str) else torch.as_tensor(src, dtype=torch.long)

@@ -72,6 +72,7 @@ class MemoryLM(nn.Module):
         memory: MemoryAttentionSpec,
         initializer_range: float = 0.02,
         memory_init: str = "torch",
+        memory_residual: str = "parallel",
     ):
         super().__init__()
         from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
@@ -98,12 +99,19 @@ class MemoryLM(nn.Module):
                 for mod in self.memory.modules():
                     if isinstance(mod, nn.Linear):
                         nn.init.normal_(mod.weight, std=initializer_range)
-                        nn.init.zeros_(mod.bias)
-            self.hf.gpt_neox.layers[memory_layer].attention = _NeoXMemoryAttention(self.memory)
+                        if mod.bias is not None:
+                            nn.init.zeros_(mod.bias)
+            block = self.hf.gpt_neox.layers[memory_layer]
+            block.attention = _NeoXMemoryAttention(self.memory)
+            # report 000's memory layer: x + attn(LN x), then + mlp(LN of that), not x + attn + mlp in parallel
+            block.use_parallel_residual = memory_residual == "parallel"
 
     @property
     def segment_len(self) -> int | None:
-        return self.memory.segment_len if self.memory is not None else None
+        """Tokens per memory segment; None for a plain model or when each call is one segment."""
+        if self.memory is None or self.memory.segmentation == "whole_call":
+            return None
+        return self.memory.segment_len
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -118,7 +126,7 @@ class MemoryLM(nn.Module):
         if self.memory is None:
             return self.hf(input_ids, use_cache=False).logits, None
         ids = input_ids
-        if self.local_window == "segment":
+        if self.local_window == "segment" and self.memory.segmentation == "fixed":  # whole_call: the call is the window
             L = self.memory.segment_len
             if T % L:
                 raise ValueError(f"input length {T} must be a multiple of segment_len {L} in 'segment' mode")
@@ -146,6 +154,9 @@ class MemoryLMSpec(Spec):
     # σ(q)·σ(k) ≈ 1 for every pair, the first reads are plain averages and recall sat on a
     # plateau for 1,000+ steps in our runs; "neox" is there to reproduce the uniform init.
     memory_init: Literal["torch", "neox"] = Field("torch", description="init of the memory layer's projections")
+    memory_residual: Literal["parallel", "sequential"] = Field(
+        "parallel", description="the memory layer's block: GPT-NeoX's parallel residual, or attention then MLP "
+        "(report 000's code)")
 
     @model_validator(mode="before")
     @classmethod

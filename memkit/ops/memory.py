@@ -80,13 +80,15 @@ def causal_softmax(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.T
     return F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
 
-def causal_linear(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float) -> torch.Tensor:
+def causal_linear(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float, clamp: bool = False) -> torch.Tensor:
     """Causal linear attention σ(q_t)Σ_{s≤t}σ(k_s)ᵀv_s / (σ(q_t)Σσ(k_s) + ε). [..., L, d] -> [..., L, d].
 
-    The reports' local branch. Quadratic form (mask then matmul): segments are short.
+    ``clamp``: the denominator is clamped at 1e-6 instead of adding ε (the reports' local branch).
+    Quadratic form (mask then matmul): segments are short.
     """
     sq, sk = feature(q), feature(k)
     L = q.shape[-2]
     scores = sq @ sk.transpose(-1, -2)
     scores = scores * torch.ones(L, L, dtype=torch.bool, device=q.device).tril()
-    return (scores @ v) / (scores.sum(-1, keepdim=True) + eps)
+    den = scores.sum(-1, keepdim=True)
+    return (scores @ v) / (den.clamp_min(1e-6) if clamp else den + eps)
