@@ -148,3 +148,109 @@ def test_recipe_tiny_runs_both_phases_and_grid_keys_parse():
     out = context_kv.run(spec, progress=False)
     assert 1 <= out["oacd_iterations"] <= 2 and 0 < out["trainable_share"] < 1
     assert 0 <= out["recall_acc"] <= 1 and out["history_tokens"] == 8 * 4
+
+
+# --- report 004's system, by name (DESIGN.md, last section) ---
+
+@given(T=st.integers(1, 8), ffn=st.sampled_from(["mlp", "one_linear"]), seed=st.integers(0, 1000))
+def test_the_parallel_iteration_reaches_the_recurrence_in_T_steps(T, ffn, seed):
+    """Without noise each parallel iteration fixes one more position: after T of them, from any start, the
+    contexts are the recurrent block's exactly."""
+    torch.manual_seed(seed)
+    block = ContextBlock(6, 4, ffn).double()
+    e = torch.randn(2, T, 6, dtype=torch.float64)
+    torch.testing.assert_close(block.parallel(e, T), block(e))
+    if T > 1:  # one step short, the last position is still off
+        assert not torch.allclose(block.parallel(e, T - 1)[:, -1], block(e)[:, -1])
+
+
+def test_report_004s_model_has_the_reported_parameter_counts():
+    """45,163,264 parameters, 6,301,440 (14%) trainable in Phase 2: frozen GPT-2-sized embeddings (50,257 × 768),
+    a one-Linear context block (262,912 with its LayerNorm), no attention between tokens."""
+    spec = ContextKVLMSpec.create(vocab_size=50257, hidden_size=768, num_heads=8, body="kv_only", embeddings="frozen",
+                                  context_ffn="one_linear", context=dict(context_dim=256, interval=20, max_contexts=32))
+    model = spec.build()
+    assert model.num_parameters() == 45_163_264
+    block = sum(p.numel() for n, p in model.context_block.named_parameters() if not n.startswith("norm_in"))
+    assert block == 262_912
+    share = OACDPretrainer(model, OACDSpec()).freeze()
+    assert model.num_parameters(trainable_only=True) == 6_301_440 and round(share, 2) == 0.14
+
+
+def test_kv_only_model_has_no_path_between_tokens_but_the_contexts():
+    torch.manual_seed(0)
+    model = ContextKVLMSpec.create(vocab_size=30, hidden_size=16, num_heads=2, body="kv_only",
+                                   context=dict(context_dim=8, interval=2, max_contexts=3)).build().double().eval()
+    ids = torch.randint(0, 30, (1, 6))
+    other = ids.clone()
+    other[0, 0] = (other[0, 0] + 1) % 30
+    assert not torch.allclose(model(ids)[0][:, 5], model(other)[0][:, 5])  # through the contexts
+    with torch.no_grad():
+        model.cache.out.weight.zero_()  # context path shut: position 5 sees only token 5
+    torch.testing.assert_close(model(ids)[0][:, 5], model(other)[0][:, 5])
+    assert model.hf is None
+
+
+def test_frozen_embeddings_load_from_a_local_file_and_bad_files_name_the_field(tmp_path):
+    weight = torch.randn(30, 16)
+    torch.save(weight, tmp_path / "wte.pt")
+    spec = dict(vocab_size=30, hidden_size=16, num_heads=2, context=dict(context_dim=8, interval=2, max_contexts=3))
+    model = ContextKVLMSpec.create(**spec, embeddings="frozen", embeddings_path=str(tmp_path / "wte.pt")).build()
+    assert torch.equal(model.embed_in.weight, weight) and not model.embed_in.weight.requires_grad
+    with pytest.raises(SpecError, match=r"embeddings_path: .*\[30, 16\].*vocab_size=40"):
+        ContextKVLMSpec.create(**{**spec, "vocab_size": 40}, embeddings_path=str(tmp_path / "wte.pt"))
+    with pytest.raises(SpecError, match="embeddings_path: no file"):
+        ContextKVLMSpec.create(**spec, embeddings_path=str(tmp_path / "none.pt"))
+
+
+def test_parallel_contexts_in_phase_2_iterate_from_a_random_start():
+    torch.manual_seed(0)
+    model = ContextKVLMSpec.create(vocab_size=30, hidden_size=16, num_heads=2, contexts="parallel_iterations",
+                                   context_iterations=3, train_context_iterations=7,
+                                   context=dict(context_dim=8, interval=2, max_contexts=3)).build().double()
+    ids = torch.randint(0, 30, (2, 10))
+    e = model.embed_in(ids)
+    for training, steps in ((False, 3), (True, 7)):
+        model.train(training)
+        torch.manual_seed(1)
+        got = model.contexts(ids)
+        torch.manual_seed(1)
+        torch.testing.assert_close(got, model.context_block.parallel(e, steps))
+
+
+def test_cache_attention_dropout_only_in_training():
+    layer = cache(dropout=0.5)
+    x, c = torch.randn(1, 9, 8, dtype=torch.float64), torch.randn(1, 9, 6, dtype=torch.float64)
+    layer.eval()
+    torch.testing.assert_close(layer(x, c), layer(x, c))
+    layer.train()
+    assert not torch.allclose(layer(x, c), layer(x, c))
+
+
+def test_reports_phase1_iterates_the_whole_stream_in_parallel_and_stops_by_their_rules():
+    torch.manual_seed(0)
+    model = ContextKVLMSpec.create(vocab_size=30, hidden_size=16, num_heads=2, body="kv_only", context_ffn="one_linear",
+                                   context=dict(context_dim=8, interval=2, max_contexts=3)).build()
+    ids = torch.randint(0, 30, (6, 10))
+    spec = OACDSpec(phase1="parallel_fixed_point", lr=1e-9, noise=0.0, chunk_tokens=25, max_iterations=80, seed=3)
+    rows = OACDPretrainer(model, spec).phase1(ids)
+    # iteration 0 is a random start; iteration 1 recomputes all 60 tokens from it, shifted by one
+    torch.manual_seed(3)
+    start = torch.randn(1, 60, 8)
+    with torch.no_grad():
+        first = model.context_block.parallel(model.embed_in(ids.reshape(1, -1)), 1, start=start)
+    assert rows[0]["convergence"] == pytest.approx(convergence_rate(start, first, spec.tol))
+    # stops at 90% converged, or once past 50% when the gain stays under 1% two iterations running
+    conv = [r["convergence"] for r in rows]
+
+    def stop(i):
+        stalled = i >= 2 and conv[i] - conv[i - 1] < 0.01 and conv[i - 1] - conv[i - 2] < 0.01
+        return conv[i] >= 0.9 or (conv[i] > 0.5 and stalled)
+
+    assert stop(len(conv) - 1) and not any(stop(i) for i in range(len(conv) - 1))
+    # an exact tolerance: a fixed block converges one position per iteration, 0.5% of 200 tokens: the plateau
+    # rule stops it just past half, far below 90%
+    exact = spec.with_overrides(tol=1e-12, max_iterations=150)
+    conv = [r["convergence"] for r in OACDPretrainer(model, exact).phase1(torch.randint(0, 30, (20, 10)))]
+    assert 0.5 < conv[-1] < 0.6 and len(conv) < 150
+    assert stop(len(conv) - 1) and not any(stop(i) for i in range(len(conv) - 1))

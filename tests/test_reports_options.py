@@ -84,10 +84,21 @@ def test_trainer_resets_shared_memory_every_epoch():
     model.emb.float()
     seen = []
     orig = layer.reset_shared
-    layer.reset_shared = lambda: (seen.append(layer.shared.state is not None), orig())[1]
+    layer.reset_shared = lambda moment: (seen.append((moment, layer.shared.state is not None)), orig(moment))[1]
     train(model, (ids, ids), (ids, ids), TrainSpec(max_epochs=2, batch_size=4, patience=5), progress=False)
-    assert seen == [False, True]  # empty at the start, written during epoch 1, reset before epoch 2
+    # empty at the start; written by epoch 1 before its validation; written by that validation (it writes by
+    # default) before epoch 2; each time reset
+    assert seen == [("training", False), ("validation", True), ("epoch", True), ("validation", True)]
+    assert layer.shared.state is not None  # the last validation wrote
 
+
+def test_one_group_decays_every_parameter_at_one_learning_rate():
+    from memkit.training.trainer import TrainSpec, param_groups
+
+    layer = shared_layer()
+    [group] = param_groups(layer, TrainSpec(param_groups="one_group", lr=2e-3, gate_lr=1.0, weight_decay=0.01))
+    assert group["lr"] == 2e-3 and group["weight_decay"] == 0.01
+    assert {id(p) for p in group["params"]} == {id(p) for p in layer.parameters()}  # gate and biases included
 
 def test_the_reports_multi_memory_layer_equals_a_loop_written_from_design_md():
     """The reports' layer as DESIGN.md's last section describes it, over three calls: no segments (a call is

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from pydantic import Field
 from torch import nn
@@ -26,15 +27,27 @@ from memkit.spec import Spec
 
 
 class ContextBlock(nn.Module):
-    """e [B,T,D] -> contexts [B,T,C]; recurrent over tokens, so c_t depends on tokens ≤ t only."""
+    """e [B,T,D] -> contexts [B,T,C]; recurrent over tokens, so c_t depends on tokens ≤ t only.
 
-    def __init__(self, input_dim: int, context_dim: int):
+    c_t = LN(c_{t−1} + FFN([c_{t−1}; LN(e_t)])), c_{−1} = 0. ``ffn``: "mlp" (Linear (C+D)→2C, GELU,
+    Linear 2C→C) or "one_linear" (GELU(Linear (C+D)→C): the reports' block, 262,912 parameters at C = 256,
+    D = 768 with its LayerNorm on c).
+    """
+
+    def __init__(self, input_dim: int, context_dim: int, ffn: str = "mlp"):
         super().__init__()
         self.context_dim = context_dim
         self.norm_in = nn.LayerNorm(input_dim)
-        self.ffn = nn.Sequential(nn.Linear(context_dim + input_dim, 2 * context_dim), nn.GELU(),
-                                 nn.Linear(2 * context_dim, context_dim))
+        if ffn == "one_linear":
+            self.ffn = nn.Sequential(nn.Linear(context_dim + input_dim, context_dim), nn.GELU())
+        else:
+            self.ffn = nn.Sequential(nn.Linear(context_dim + input_dim, 2 * context_dim), nn.GELU(),
+                                     nn.Linear(2 * context_dim, context_dim))
         self.norm_out = nn.LayerNorm(context_dim)
+
+    def cell(self, c: torch.Tensor, e_normed: torch.Tensor) -> torch.Tensor:
+        """One step: the previous context c [...,C] and LN(e_t) [...,D] -> c_t [...,C]."""
+        return self.norm_out(c + self.ffn(torch.cat((c, e_normed), dim=-1)))
 
     def forward(self, e: torch.Tensor, c0: torch.Tensor | None = None) -> torch.Tensor:
         B, T, _ = e.shape
@@ -42,9 +55,23 @@ class ContextBlock(nn.Module):
         e = self.norm_in(e)
         out = []
         for t in range(T):
-            c = self.norm_out(c + self.ffn(torch.cat((c, e[:, t]), dim=-1)))
+            c = self.cell(c, e[:, t])
             out.append(c)
         return torch.stack(out, dim=1)
+
+    def parallel(self, e: torch.Tensor, iterations: int, start: torch.Tensor | None = None,
+                 noise: float = 0.0) -> torch.Tensor:
+        """The reports' parallel fixed-point iteration: every token's context recomputed at once from the
+        previous iteration's contexts shifted by one (zero before the first token), plus N(0, noise²)
+        noise. e [B,T,D] -> [B,T,C]; ``start`` [B,T,C] (default: random). Without noise, T iterations
+        reach the recurrent ``forward`` exactly (each one fixes one more position)."""
+        e = self.norm_in(e)
+        c = torch.randn(*e.shape[:-1], self.context_dim, device=e.device, dtype=e.dtype) if start is None else start
+        for _ in range(iterations):
+            c = self.cell(F.pad(c, (0, 0, 1, 0))[:, :-1], e)
+            if noise:
+                c = c + noise * torch.randn_like(c)
+        return c
 
 
 def context_slots(T: int, interval: int, slots: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,8 +85,9 @@ class ContextKVCache(nn.Module):
     """forward(x [B,T,D], contexts [B,T,C]) -> [B,T,D]: queries from x, keys/values from contexts."""
 
     def __init__(self, hidden_size: int, num_heads: int, context_dim: int, interval: int, max_contexts: int,
-                 mode: str = "fixed", mask_padding: bool = True):
+                 mode: str = "fixed", mask_padding: bool = True, dropout: float = 0.0):
         super().__init__()
+        self.dropout = nn.Dropout(dropout)  # on the attention weights (the reports': 0.1)
         self.num_heads, self.interval, self.max_contexts = num_heads, interval, max_contexts
         self.mode, self.mask_padding = mode, mask_padding
         self.q = nn.Linear(hidden_size, hidden_size)
@@ -92,7 +120,7 @@ class ContextKVCache(nn.Module):
         scores = torch.einsum("bhtd,bhtkd->bhtk", q, ks) * q.shape[-1] ** -0.5
         if self.mask_padding:
             scores = scores.masked_fill(~valid, torch.finfo(scores.dtype).min)
-        y = torch.einsum("bhtk,bhtkd->bhtd", scores.softmax(-1), vs)
+        y = torch.einsum("bhtk,bhtkd->bhtd", self.dropout(scores.softmax(-1)), vs)
         return self.out(rearrange(y, "b h t d -> b t (h d)"))
 
 
@@ -104,3 +132,4 @@ class ContextKVCacheSpec(Spec):
     max_contexts: int = Field(32, ge=1, le=100_000, description="context slots per position")
     mode: Literal["fixed", "dynamic"] = Field("fixed", description="constant slots, or only those that exist")
     mask_padding: bool = Field(True, description="mask zero-padded slots (False: the reports' code)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the attention weights (the reports': 0.1)")

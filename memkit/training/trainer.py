@@ -35,6 +35,9 @@ class TrainSpec(Spec):
     seed: int = Field(0, ge=0)
     threads: int = Field(0, ge=0, description="torch CPU threads (0 = leave as is)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
+    param_groups: Literal["gates_apart", "one_group"] = Field(
+        "gates_apart", description="gates with their own lr and no weight decay, biases and norms undecayed; or one "
+        "group, weight decay on everything (gates too) at one lr (the reports')")
 
 
 @dataclass
@@ -53,6 +56,11 @@ def seed_everything(seed: int) -> None:
 
 
 def param_groups(model: nn.Module, spec: TrainSpec) -> list[dict]:
+    """AdamW's groups: ``gates_apart`` (gate logits at ``gate_lr`` without decay, biases and norms without
+    decay, the rest decayed) or ``one_group`` (the reports': every parameter decayed, one learning rate)."""
+    if spec.param_groups == "one_group":
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": spec.lr,
+                 "weight_decay": spec.weight_decay}]
     gates, decay, no_decay = [], [], []
     for p in model.parameters():
         if not p.requires_grad:
@@ -71,8 +79,18 @@ def param_groups(model: nn.Module, spec: TrainSpec) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
+def reset_shared_memories(model: nn.Module, moment: str) -> None:
+    """Tell every batch-shared memory (the reports' ``memory_scope``) that ``moment`` has come: "training"
+    starts, an "epoch" starts, or a "validation" starts; each resets as its ``shared_reset`` says."""
+    for mod in model.modules():
+        if hasattr(mod, "reset_shared"):
+            mod.reset_shared(moment)
+
+
 def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], batch_size: int) -> dict:
-    """val loss, perplexity and accuracy over scored positions of ``data`` = (ids, targets)."""
+    """val loss, perplexity and accuracy over scored positions of ``data`` = (ids, targets). A validation
+    starts: batch-shared memories reset as their regime says."""
+    reset_shared_memories(model, "validation")
     nll, count, hits = 0.0, 0, 0
     for logits, y in batch_logits(model, data, batch_size):
         nll += float(token_nll(logits, y).sum())
@@ -117,9 +135,7 @@ def train(
     model.train()
     for epoch in range(1, spec.max_epochs + 1):
         t0 = time.perf_counter()
-        for mod in model.modules():  # batch-shared memories (the reports' setting) start empty each epoch
-            if hasattr(mod, "reset_shared"):
-                mod.reset_shared()
+        reset_shared_memories(model, "training" if epoch == 1 else "epoch")  # the reports' batch-shared memories
         order = torch.randperm(n, generator=gen)
         nll_sum, scored = 0.0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", disable=not progress, leave=False)
