@@ -11,7 +11,7 @@ Embeddings e feed the ``ContextBlock``; x = e + ContextKV(LN(e), contexts). Then
 ``embeddings_path`` to load them from a local file (a [V, D] tensor in .pt or .safetensors), since
 nothing is downloaded. ``contexts="parallel_iterations"`` computes Phase 2's contexts as the reports'
 code did, by the parallel fixed-point iteration from a random start (``ContextBlock.parallel``):
-``train_context_iterations`` in training (the reports cached Phase 1's last contexts), 
+``train_context_iterations`` in training (the reports cached Phase 1's last contexts),
 ``context_iterations`` (3) in evaluation. The reports ran contexts over the contiguous token stream,
 across samples and documents; here each sample starts its own.
 
