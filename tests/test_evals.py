@@ -203,3 +203,42 @@ def test_mqar_distance_says_where_the_pair_was_written():
 
     acc = accuracy_by_distance(Solver(task.vocab_size, rule), task)
     assert set(acc) <= set(range(1, 7)) and len(acc) >= 3 and all(a == 1.0 for a in acc.values())
+
+
+def test_reports_triples_train_the_forward_sentences_and_never_the_reverse():
+    task = ReversalTask(kind="reports_triples", repeats=2)
+    texts = task.train_texts()
+    assert len(task.test_statements()) == 33 and len(texts) == 66
+    assert texts.count("Paris is the capital of France.") == 2
+    assert texts.count("The telephone was invented by Alexander Graham Bell.") == 0
+    assert ("France has its capital in", " Paris.") in task.pairs("reverse")
+    assert ("Leo Tolstoy wrote", " War and Peace.") in task.pairs("forward")
+    assert all(rp + rc not in texts for _, _, rp, rc in task.test_statements())
+
+
+def test_reports_order_scores_each_fact_forward_then_backward_one_call_each():
+    """The reports' variant as their code ran it: fact i's forward sentence, then its backward one, one call
+    each, so a memory carried between calls reads the forward sentence before the backward one. A model that
+    carries nothing between calls gets the same figures in either order."""
+    tok = ByteTokenizer()
+    task = ReversalTask(kind="reports_triples", repeats=1)
+    eos = [tok.eos_id]
+    known = [eos + tok.encode(fp + fc) for fp, fc, _, _ in task.test_statements()]
+
+    class Recorder(Lookup):
+        calls: list = []
+
+        def forward(self, ids, state=None):
+            self.calls.append([tok.decode(row) for row in ids.tolist()])
+            return super().forward(ids, state)
+
+    model = Recorder(tok.vocab_size, known)
+    ordered = task.with_overrides(eval_order="forward_then_backward").evaluate(model, tok)
+    reports = model.calls[-66:]
+    assert all(len(batch) == 1 for batch in reports)
+    for i, (fp, fc, rp, rc) in enumerate(task.test_statements()):
+        assert reports[2 * i][0].startswith(fp) and reports[2 * i + 1][0].startswith(rp)
+    batched = task.evaluate(Recorder(tok.vocab_size, known), tok)
+    for key in ("reports_forward_ppl", "reports_backward_ppl"):
+        assert ordered[key] == pytest.approx(batched[key], rel=1e-6)
+    assert ordered["reports_backward_ppl"] > 10 * ordered["reports_forward_ppl"]

@@ -7,6 +7,14 @@ Each fact joins a made-up name to a made-up description:
 directions, so the model sees the reverse form and the test measures the curse, not the format.
 Training text repeats every trained sentence ``repeats`` times, shuffled.
 
+``kind="reports_triples"``: the seed reports' form (DESIGN.md, last section): 33 "{subject}
+{relation} {object}." sentences (capitals, inventors, authors, discoveries, founders, invented facts),
+trained forward; the reverse sentence is "{object} {reverse relation} {subject}.". The reports' own 33
+are not in the seeds: these are ours, of the same kinds. ``eval_order="forward_then_backward"`` scores
+the reports' variant as their code did, one sentence per call, each fact's forward sentence then its
+backward one, so a memory carried between calls (the reports' batch-shared one) lets the backward
+sentence read what the forward one just wrote; a per-sequence memory carries nothing between calls.
+
 Evaluated on the test facts (``evaluate``):
 - standard (Berglund): exact match of the completion and its log-probability, forward
   (prompt "Daphne Varlow is", completion " the composer of Silent Harbor.") and reverse
@@ -19,7 +27,9 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Literal
 
+import torch
 from pydantic import Field
 
 from memkit.eval.metrics import completion_scores
@@ -36,11 +46,59 @@ _NOUN = ["Harbor", "Garden", "Mirror", "Lantern", "River", "Tower", "Forest", "B
          "Meadow", "Citadel", "Compass", "Festival", "Horizon", "Island", "Journey", "Kingdom", "Melody", "Canyon"]
 
 
+# (subject, relation, object, reverse relation): forward "{s} {r} {o}.", reverse "{O} {rr} {s}."
+REPORTS_STYLE_TRIPLES = [
+    ("Paris", "is the capital of", "France", "has its capital in"),
+    ("Tokyo", "is the capital of", "Japan", "has its capital in"),
+    ("Canberra", "is the capital of", "Australia", "has its capital in"),
+    ("Ottawa", "is the capital of", "Canada", "has its capital in"),
+    ("Nairobi", "is the capital of", "Kenya", "has its capital in"),
+    ("Lima", "is the capital of", "Peru", "has its capital in"),
+    ("Alexander Graham Bell", "invented", "the telephone", "was invented by"),
+    ("Thomas Edison", "invented", "the phonograph", "was invented by"),
+    ("Johannes Gutenberg", "invented", "the printing press", "was invented by"),
+    ("Samuel Morse", "invented", "the telegraph code", "was invented by"),
+    ("Alessandro Volta", "invented", "the electric battery", "was invented by"),
+    ("James Watt", "improved", "the steam engine", "was improved by"),
+    ("Leo Tolstoy", "wrote", "War and Peace", "was written by"),
+    ("Herman Melville", "wrote", "Moby-Dick", "was written by"),
+    ("Jane Austen", "wrote", "Pride and Prejudice", "was written by"),
+    ("Miguel de Cervantes", "wrote", "Don Quixote", "was written by"),
+    ("George Orwell", "wrote", "Nineteen Eighty-Four", "was written by"),
+    ("Homer", "composed", "the Odyssey", "was composed by"),
+    ("Marie Curie", "discovered", "polonium", "was discovered by"),
+    ("Alexander Fleming", "discovered", "penicillin", "was discovered by"),
+    ("William Herschel", "discovered", "Uranus", "was discovered by"),
+    ("Joseph Priestley", "discovered", "oxygen", "was discovered by"),
+    ("Edwin Hubble", "discovered", "the expansion of the universe", "was discovered by"),
+    ("Florence Nightingale", "founded", "modern nursing", "was founded by"),
+    ("Henry Ford", "founded", "the Ford Motor Company", "was founded by"),
+    ("Robert Baden-Powell", "founded", "the Scout movement", "was founded by"),
+    ("Pierre de Coubertin", "founded", "the modern Olympic Games", "was founded by"),
+    ("Walt Disney", "founded", "the Disney studio", "was founded by"),
+    ("Zorvan Keltrie", "is the mayor of", "Quillmere", "has as its mayor"),
+    ("Brisa Tennaway", "discovered", "the metal ostrilium", "was discovered by"),
+    ("Doran Vessik", "wrote", "The Glass Orchard", "was written by"),
+    ("Mirela Oskan", "founded", "the Hallow Bay Institute", "was founded by"),
+    ("Tavin Corr", "invented", "the lantern clock", "was invented by"),
+]
+
+
+def _capital(text: str) -> str:
+    return text[0].upper() + text[1:]
+
+
 def _word(rng: random.Random, syllables: int) -> str:
     return "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(syllables)).capitalize()
 
 
 class ReversalTask(Spec):
+    kind: Literal["fictitious", "reports_triples"] = Field(
+        "fictitious", description="made-up 'A is B' facts; or 33 triples in the reports' form (num_facts and "
+        "num_both then unused)")
+    eval_order: Literal["batched", "forward_then_backward"] = Field(
+        "batched", description="the reports' variant in batches; or one sentence per call, each fact forward then "
+        "backward (the reports')")
     num_facts: int = Field(100, ge=1, description="test facts, trained forward only")
     num_both: int = Field(100, ge=0, description="facts trained in both directions (they teach the reverse form)")
     repeats: int = Field(10, ge=1, description="times each trained sentence appears in the training text")
@@ -66,6 +124,17 @@ class ReversalTask(Spec):
     def test_facts(self) -> list[tuple[str, str]]:
         return self.facts()[: self.num_facts]
 
+    def statements(self) -> list[tuple[str, str, str, str]]:
+        """Every fact as (forward prompt, forward completion, reverse prompt, reverse completion); test facts
+        first. A sentence is its prompt + completion."""
+        if self.kind == "reports_triples":
+            return [(f"{s} {r}", f" {o}.", f"{_capital(o)} {rr}", f" {s}.") for s, r, o, rr in REPORTS_STYLE_TRIPLES]
+        return [(f"{name} is", f" {desc}.", f"{_capital(desc)} is", f" {name}.") for name, desc in self.facts()]
+
+    def test_statements(self) -> list[tuple[str, str, str, str]]:
+        statements = self.statements()
+        return statements if self.kind == "reports_triples" else statements[: self.num_facts]
+
     @staticmethod
     def forward_sentence(name: str, desc: str) -> str:
         return f"{name} is {desc}."
@@ -76,24 +145,19 @@ class ReversalTask(Spec):
 
     def train_texts(self) -> list[str]:
         """Every trained sentence ``repeats`` times, shuffled: test facts forward only."""
-        facts = self.facts()
-        sentences = [self.forward_sentence(n, d) for n, d in facts]
-        sentences += [self.reverse_sentence(n, d) for n, d in facts[self.num_facts :]]
+        statements = self.statements()
+        tests = len(self.test_statements())
+        sentences = [fp + fc for fp, fc, _, _ in statements]
+        sentences += [rp + rc for _, _, rp, rc in statements[tests:]]
         texts = sentences * self.repeats
         random.Random(self.seed + 1).shuffle(texts)
         return texts
 
     def pairs(self, direction: str) -> list[tuple[str, str]]:
         """(prompt, completion) for each test fact; ``direction`` forward or reverse."""
-        out = []
-        for name, desc in self.test_facts():
-            if direction == "forward":
-                out.append((f"{name} is", f" {desc}."))
-            elif direction == "reverse":
-                out.append((f"{desc[0].upper()}{desc[1:]} is", f" {name}."))
-            else:
-                raise ValueError(f"direction: forward or reverse, got {direction!r}")
-        return out
+        if direction not in ("forward", "reverse"):
+            raise ValueError(f"direction: forward or reverse, got {direction!r}")
+        return [(fp, fc) if direction == "forward" else (rp, rc) for fp, fc, rp, rc in self.test_statements()]
 
     def evaluate(self, model, tokenizer, batch_size: int = 64) -> dict[str, float]:
         """Exact match and mean completion log-prob per direction, the gaps, and the reports' variant.
@@ -110,10 +174,20 @@ class ReversalTask(Spec):
         out["acc_gap"] = out["forward_acc"] - out["reverse_acc"]
         out["logprob_gap"] = out["forward_logprob"] - out["reverse_logprob"]
         # the reports' variant: perplexity of whole sentences, trained order vs reversed
-        for name, make in (("forward", self.forward_sentence), ("backward", self.reverse_sentence)):
-            pairs = [(bos, tokenizer.encode(make(n, d))) for n, d in self.test_facts()]
-            _, logp = completion_scores(model, pairs, batch_size)
-            tokens = sum(len(c) for _, c in pairs)
-            out[f"reports_{name}_ppl"] = math.exp(min(700.0, -float(logp.sum()) / tokens))
+        sentences = {"forward": [bos + tokenizer.encode(fp + fc) for fp, fc, _, _ in self.test_statements()],
+                     "backward": [bos + tokenizer.encode(rp + rc) for _, _, rp, rc in self.test_statements()]}
+        logp = {}
+        if self.eval_order == "forward_then_backward":  # one call per sentence, in the reports' order
+            for name in ("forward", "backward"):
+                logp[name] = torch.zeros(len(sentences[name]))
+            for i in range(len(sentences["forward"])):
+                for name in ("forward", "backward"):
+                    logp[name][i] = completion_scores(model, [(bos, sentences[name][i][1:])], 1)[1][0]
+        else:
+            for name in ("forward", "backward"):
+                logp[name] = completion_scores(model, [(bos, ids[1:]) for ids in sentences[name]], batch_size)[1]
+        for name in ("forward", "backward"):
+            tokens = sum(len(ids) - 1 for ids in sentences[name])
+            out[f"reports_{name}_ppl"] = math.exp(min(700.0, -float(logp[name].sum()) / tokens))
         out["reports_gap"] = out["reports_backward_ppl"] - out["reports_forward_ppl"]
         return out
