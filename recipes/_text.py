@@ -26,11 +26,32 @@ from memkit.eval.tasks.reversal import ReversalTask
 from memkit.eval.tasks.selection import selection_accuracy
 from memkit.models.memory_lm import MemoryLMSpec
 from memkit.spec import Spec
-from memkit.training.trainer import TrainSpec, evaluate, train
+from memkit.training.trainer import TrainSpec, evaluate, reset_shared_memories, train
 from recipes._shared import as_dict, training_figures
 
 Eval = Literal["position", "reversal", "selection", "passkey", "mqar"]
 ALL_EVALS: list[str] = ["position", "reversal", "selection", "passkey", "mqar"]
+Arm = Literal["careful", "as_run"]
+
+# The reports' memory layer as their code ran it (DESIGN.md, last section; reports 001-003), and their
+# optimiser. Each report recipe's ``as_run`` starts from these and changes what its script did otherwise.
+AS_RUN_LAYER = dict(segmentation="whole_call", local="linear_clamped", bias=False, key_shift=False, rotary_dim=0,
+                    update="delta", memory_scope="batch_shared", write_scale="reports", shared_reset="each_epoch",
+                    shared_validation="writes", selection="soft", selection_query="q", selection_score="reports",
+                    selection_scope="whole_call_leaks_future", unwritten_memories="kept_at_zero",
+                    gate_input="coarse_read_relu")
+AS_RUN_TRAIN = dict(param_groups="one_group", weight_decay=0.01)
+# Passkey and MQAR need the memory: as run, a call is one segment and every layer sees all of it, so
+# attention alone answers them. The as-run arm leaves them out rather than report a figure that tests nothing.
+AS_RUN_SKIPS = {"passkey", "mqar"}
+
+
+def override(data: dict, path: str, **values) -> dict:
+    """``data`` with the fields at dotted ``path`` (e.g. "model.memory") updated; specs become dicts."""
+    head, _, rest = path.partition(".")
+    inner = as_dict(data.get(head))
+    inner = override(inner, rest, **values) if rest else {**inner, **values}
+    return {**data, head: inner}
 
 
 class SelectionEval(Spec):
@@ -39,8 +60,28 @@ class SelectionEval(Spec):
     query_segments: int = Field(1, ge=1, description="query length in segments")
 
 
-class TextTrialSpec(Spec):
-    """Model, text data, training, and the evaluations to run (``evals``)."""
+class ArmSpec(Spec):
+    """A report recipe's spec with two arms. ``arm``: "careful" (memkit's defaults) or "as_run": the report's
+    system as its code ran it (DESIGN.md, last section). The fields keep the careful values; ``system()``
+    is the spec a trial runs: for "as_run", the recipe's ``as_run`` applied (it fixes the fields it lists,
+    whatever --space gave them). So a grid over ``arm=as_run,careful`` runs the same preset both ways."""
+
+    arm: Arm = Field("careful", description="careful: memkit's defaults; as_run: the report's code as it ran")
+
+    @classmethod
+    def as_run(cls, data: dict) -> dict:
+        """The report's code, applied to the fields (a dict) of a careful spec."""
+        return data
+
+    def system(self):
+        """The spec a trial runs: itself (careful), or with the report's code applied (as_run)."""
+        if self.arm == "careful":
+            return self
+        return type(self).create(**type(self).as_run(self.model_dump()))
+
+
+class TextTrialSpec(ArmSpec):
+    """Model, text data, training, and the evaluations to run (``evals``); two arms (``ArmSpec``)."""
 
     model: MemoryLMSpec = Field(default_factory=MemoryLMSpec)
     data: TextDataSpec = Field(default_factory=TextDataSpec)
@@ -51,6 +92,15 @@ class TextTrialSpec(Spec):
     passkey: PasskeyTask = Field(default_factory=PasskeyTask)
     mqar: RecallTask = Field(default_factory=RecallTask)
     recall_train: TrainSpec = Field(default_factory=TrainSpec, description="training of the passkey and MQAR models")
+
+    @classmethod
+    def as_run(cls, data: dict) -> dict:
+        """The report's code, applied to the fields of a careful spec: the reports' memory layer, optimiser,
+        reversal protocol; no passkey/MQAR (see ``AS_RUN_SKIPS``). Report recipes refine it."""
+        data = override(data, "model.memory", **AS_RUN_LAYER)
+        data = override(data, "train", **AS_RUN_TRAIN)
+        data = override(data, "reversal", kind="reports_triples", eval_order="forward_then_backward")
+        return {**data, "evals": [e for e in data.get("evals", ALL_EVALS) if e not in AS_RUN_SKIPS]}
 
     @model_validator(mode="before")
     @classmethod
@@ -65,6 +115,8 @@ class TextTrialSpec(Spec):
     @model_validator(mode="after")
     def _fits(self):
         L = self.model.memory.segment_len
+        if self.model.memory.segmentation == "whole_call":  # a call is one segment, whatever its length
+            return self
         if self.passkey.seq_len % L:
             raise ValueError(f"passkey.seq_len ({self.passkey.seq_len}) must be a multiple of segment_len ({L})")
         if self.model.local_window == "segment" and self.data.seq_len % L:
@@ -74,8 +126,10 @@ class TextTrialSpec(Spec):
 
 
 def preflight(spec) -> None:
-    """The grid calls this before any trial: the text source must be readable here."""
+    """The grid calls this before any trial: the text source must be readable here, and the system the
+    trial runs (its arm applied) must be a valid spec."""
     spec.data.check_available()
+    spec.system()
 
 
 def tiny_parts() -> dict:
@@ -126,6 +180,7 @@ DATA_TRAIN_ALIASES = {
 def text_aliases() -> dict[str, str]:
     """--space keys every memory text recipe has."""
     return {
+        "arm": "arm",
         "memories": "model.memory.num_memories",
         "landmark": "model.memory.landmark",
         "gate": "model.memory.hierarchy",
@@ -157,6 +212,7 @@ def _train_synthetic(spec: TextTrialSpec, task, vocab: int, seed: int, progress:
 
 def run_text(spec: TextTrialSpec, on_epoch: Callable[[dict], None] | None = None, progress: bool | None = None) -> dict:
     """Train on text and run the evaluations; returns flat figures (see the module docstring)."""
+    spec = spec.system()
     progress = bool(progress)
     seed = spec.train.seed
     torch.manual_seed(seed)
@@ -180,9 +236,11 @@ def run_text(spec: TextTrialSpec, on_epoch: Callable[[dict], None] | None = None
         "history": [{k: r[k] for k in ("epoch", "train_ppl", "val_ppl")} for r in result.history],
     }
     if "position" in spec.evals:
+        reset_shared_memories(model, "validation")  # every evaluation starts as a validation does
         for name, ppl in position_ppl(model, data.val, spec.train.batch_size, position_buckets(spec.data.seq_len)).items():
             out[f"pos_{name}"] = ppl
     if "reversal" in spec.evals:
+        reset_shared_memories(model, "validation")
         out.update({f"rev_{k}": v for k, v in spec.reversal.evaluate(model, data.tokenizer).items()})
     # selection needs two domains and two memories at least (one file = one domain: nothing to tell apart)
     if ("selection" in spec.evals and model.memory is not None and model.memory.num_memories > 1
@@ -222,17 +280,19 @@ def _selection(spec: TextTrialSpec, model, data) -> dict:
     return out
 
 
-def fmt_pm(rows: list[dict], metric: str, digits: int = 1) -> list[str]:
-    """'mean ± std' cells of one metric for each aggregated grid row."""
+def fmt_pm(rows: list[dict], metric: str, digits: int | str = 1) -> list[str]:
+    """'mean ± std' cells of one metric for each aggregated grid row; ``digits``: decimals, or a format
+    spec for the mean (e.g. "+,.0f")."""
+    spec = f".{digits}f" if isinstance(digits, int) else digits
     cells = []
     for r in rows:
         mean, std = r.get(f"{metric}_mean"), r.get(f"{metric}_std")
         if mean is None:
             cells.append("")
         elif r.get("seeds", 1) > 1 and std is not None:
-            cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}")
+            cells.append(f"{mean:{spec}} ± {std:{spec.lstrip('+')}}")
         else:
-            cells.append(f"{mean:.{digits}f}")
+            cells.append(f"{mean:{spec}}")
     return cells
 
 

@@ -5,8 +5,8 @@
 
 Phase 1 trains the context block alone with OACD until the convergence rate reaches the
 threshold (or the iteration cap); Phase 2 freezes it and trains the rest on the task.
-Presets: ``tiny`` (CPU, minutes) and ``report`` (context_dim 256, interval 20, max_contexts 32,
-8 heads, at 256 tokens; for a GPU).
+Presets: ``tiny`` (CPU, minutes) and ``large`` (report 004's context sizes: context_dim 256,
+interval 20, max_contexts 32, 8 heads, at 256 tokens; for a GPU).
 """
 
 from __future__ import annotations
@@ -78,8 +78,10 @@ def tiny() -> ContextKVRecipeSpec:
     )
 
 
-def report() -> ContextKVRecipeSpec:
-    """The report's context settings at 256 tokens (4 windows of 64); for a GPU."""
+def large() -> ContextKVRecipeSpec:
+    """Report 004's context sizes (context_dim 256, interval 20, max_contexts 32) on a Pythia-70M-shaped model,
+    at 256 tokens (4 windows of 64); for a GPU. Not report 004's system: that is ``report_context_kv``'s
+    as-run arm."""
     return ContextKVRecipeSpec.create(
         model=dict(vocab_size=50304, hidden_size=512, num_layers=6, num_heads=8, intermediate_size=2048, window=64,
                    context=dict(context_dim=256, interval=20, max_contexts=32)),
@@ -90,7 +92,7 @@ def report() -> ContextKVRecipeSpec:
     )
 
 
-PRESETS: dict[str, Callable[[], ContextKVRecipeSpec]] = {"tiny": tiny, "report": report}
+PRESETS: dict[str, Callable[[], ContextKVRecipeSpec]] = {"tiny": tiny, "large": large}
 SPEC = ContextKVRecipeSpec
 
 

@@ -38,7 +38,7 @@ def aggregated(figures: dict, **keys) -> dict:
 
 
 @pytest.mark.slow
-def test_report_designs_runs_every_evaluation(corpus, tmp_path):
+def test_report_designs_runs_both_arms_and_puts_them_side_by_side(corpus, tmp_path):
     base = report_designs.tiny()
     spec = shrink(base, corpus, tmp_path, design="hierarchical",
                   reversal=dict(num_facts=8, num_both=4, repeats=2),
@@ -54,36 +54,42 @@ def test_report_designs_runs_every_evaluation(corpus, tmp_path):
                 "passkey_0", "passkey_100", "passkey_mean", "mqar_d1", "mqar_mean"]:
         assert key in out and isinstance(out[key], float | int) and not math.isnan(out[key]), key
     assert out["selection_chance"] == 0.5  # two domains, two of the four memories
-    rows = [aggregated(out, design="hierarchical"), aggregated({**out, "params": out["params"] - 100}, design="single")]
-    text = report_designs.report(rows, ["design"], spec)
-    for title in ["Summary", "Reversal curse, the reports' variant", "Position-wise PPL", "Passkey", "MQAR"]:
-        assert title in text
-    assert "+100" in text  # extra params over single
-    assert "| 96-128 |" in text
-
-
-def test_design_sets_the_memory_layer():
-    single = report_designs.DesignsSpec.create(design="single", model=dict(memory=dict(num_memories=8)))
-    assert single.model.memory.num_memories == 1
-    hier = report_designs.DesignsSpec.create(design="hierarchical", model=dict(memory=dict(hierarchy="hard")))
-    assert hier.model.memory.hierarchy == "hard"
-    assert report_designs.DesignsSpec.create(design="multi").model.memory.hierarchy == "none"
+    as_run = report_designs.run(spec.with_overrides(arm="as_run"))  # the reports' layer: no passkey, no MQAR
+    assert "passkey_mean" not in as_run and "mqar_mean" not in as_run and as_run["val_ppl"] > 0
+    assert as_run["rev_reports_backward_ppl"] > 0 and "selection_acc" in as_run
+    rows = [aggregated(out, design="hierarchical", arm="careful"),
+            aggregated({**out, "params": out["params"] - 100}, design="single", arm="careful"),
+            aggregated(as_run, design="hierarchical", arm="as_run"),
+            aggregated({**as_run, "rev_reports_backward_ppl": 2 * as_run["rev_reports_backward_ppl"]},
+                       design="single", arm="as_run")]
+    text = report_designs.report(rows, ["design", "arm"], spec)
+    for title in ["Summary", "Reversal curse, the reports' variant", "Position-wise PPL", "Passkey", "MQAR",
+                  "The report's claims, as run and careful", "Best PPL (as run)", "Best PPL (careful)"]:
+        assert title in text, title
+    assert "+100" in text  # extra params over single, in the careful arm
+    assert "hierarchical -50.0%" in text  # backward PPL halved against single, as run
 
 
 @pytest.mark.slow
-def test_report_landmarks_and_hsa_tables(corpus, tmp_path):
-    base = report_landmarks.tiny()
+def test_report_landmarks_and_hsa_tables_in_both_arms(corpus, tmp_path):
+    base = report_hsa.tiny()
     spec = shrink(base, corpus, tmp_path, selection=dict(source_tokens=64, queries=3),
                   mqar={**base.mqar.model_dump(), "num_train": 32, "num_val": 8},
                   recall_train={**base.recall_train.model_dump(), "max_epochs": 1})
-    out = report_landmarks.run(spec)
+    hsa = spec.with_overrides(model={**spec.model.model_dump(), "memory": {**spec.model.memory.model_dump(),
+                                                                             "landmark": "hsa"}})
+    out = report_hsa.run(hsa)
     assert 0 <= out["selection_acc"] <= 1 and "mqar_mean" in out and "passkey_mean" not in out
-    rows = [aggregated(out, landmark="hsa"), aggregated({**out, "sec_per_epoch": out["sec_per_epoch"] / 2},
-                                                        landmark="memory_norm")]
-    text = report_landmarks.report(rows, ["landmark"], spec)
-    assert "Memory selection accuracy" in text and "| psalms |" in text and "Passkey" not in text
-    text = report_hsa.report(rows, ["landmark"], spec)
-    assert "HSA vs memory_norm" in text and "+100%" in text  # time per epoch doubled
+    as_run = report_hsa.run(hsa.with_overrides(arm="as_run"))  # report 000's HSA: per-head encoders, Q_slc
+    assert as_run["params"] > out["params"] and "mqar_mean" not in as_run
+    rows = [aggregated(out, landmark="hsa", arm="careful"),
+            aggregated({**out, "sec_per_epoch": out["sec_per_epoch"] / 2}, landmark="memory_norm", arm="careful"),
+            aggregated(as_run, landmark="hsa", arm="as_run"),
+            aggregated({**as_run, "params": as_run["params"] / 2}, landmark="memory_norm", arm="as_run")]
+    text = report_hsa.report(rows, ["landmark", "arm"], spec)
+    assert "The report's claims" in text and "+100%" in text  # careful: time per epoch doubled; as run: params
+    text = report_landmarks.report(rows, ["landmark", "arm"], spec)
+    assert "Memory selection accuracy" in text and "psalms (as run)" in text and "Passkey" not in text
     # one file is one domain: no selection figures (nothing to tell apart), the rest as usual
     one = spec.with_overrides(data={**spec.data.model_dump(), "source": corpus.split(",")[0]}, evals=["selection"])
     out = report_landmarks.run(one)
@@ -92,7 +98,7 @@ def test_report_landmarks_and_hsa_tables(corpus, tmp_path):
 
 
 @pytest.mark.slow
-def test_report_context_kv_runs_both_phases_and_recall(corpus, tmp_path):
+def test_report_context_kv_runs_both_phases_and_recall_in_both_arms(corpus, tmp_path):
     base = report_context_kv.tiny()
     spec = shrink(base, corpus, tmp_path, oacd={**base.oacd.model_dump(), "max_iterations": 3},
                   recall={**base.recall.model_dump(), "num_train": 32, "num_val": 8},
@@ -100,8 +106,36 @@ def test_report_context_kv_runs_both_phases_and_recall(corpus, tmp_path):
     out = report_context_kv.run(spec)
     assert out["oacd_iterations"] <= 3 and 0 < out["trainable_share"] < 1
     assert "e1_val_ppl" in out and 0 <= out["recall_acc"] <= 1 and out["recall_chance"] == 1 / 16
-    text = report_context_kv.report([aggregated(out)], [], spec)
-    assert "Phase 1: OACD" in text and "Phase 2" in text and "| 1 |" in text
+    as_run = report_context_kv.run(spec.with_overrides(arm="as_run"))  # no attention between tokens, frozen embeddings
+    assert as_run["params"] < out["params"] and as_run["trainable_share"] < out["trainable_share"]
+    rows = [aggregated(as_run, arm="as_run"), aggregated(out, arm="careful")]
+    text = report_context_kv.report(rows, ["arm"], spec)
+    assert "Phase 1: OACD" in text and "Phase 2 (as_run)" in text and "| 1 |" in text
+    assert "The report's claims" in text
+
+
+def test_the_arm_toggles_the_reports_code_both_ways():
+    """A preset in one arm becomes the other by the grid's override alone: as_run fixes what the report's
+    code did, careful gives memkit's defaults back."""
+    from ablations.space import apply_overrides
+
+    for module in (report_designs, report_landmarks, report_hsa):
+        as_run = module.reports().system()
+        assert (as_run.model.memory.segmentation, as_run.model.memory.memory_scope) == ("whole_call", "batch_shared")
+        careful = apply_overrides(module.reports(), {"arm": "careful"}).system()
+        assert (careful.model.memory.segmentation, careful.model.memory.memory_scope) == ("fixed", "sequence")
+        assert careful.train.param_groups == "gates_apart" and as_run.train.param_groups == "one_group"
+        assert apply_overrides(module.tiny(), {"arm": "as_run"}).system().model.memory.bias is False
+    hier = apply_overrides(report_designs.tiny(), {"arm": "as_run", "design": "hierarchical"}).system()
+    multi = apply_overrides(report_designs.tiny(), {"arm": "as_run", "design": "multi"}).system()
+    assert (hier.model.memory.shared_validation, multi.model.memory.shared_validation) == ("read_only", "writes")
+    assert (hier.train.patience, report_landmarks.reports().system().train.patience) == (1, 5)
+    hsa = apply_overrides(report_hsa.tiny(), {"arm": "as_run", "model.memory.landmark": "hsa"}).system()
+    assert (hsa.model.memory.landmark, hsa.model.memory.selection_query, hsa.model.memory_residual) == (
+        "hsa_last_keys", "projection", "sequential")
+    kv = report_context_kv.reports().system()
+    assert (kv.model.body, kv.oacd.phase1, kv.model.context.mask_padding) == ("kv_only", "parallel_fixed_point", False)
+    assert apply_overrides(report_context_kv.reports(), {"arm": "careful"}).system().model.body == "neox"
 
 
 def test_grid_refuses_to_start_without_the_debian_texts(monkeypatch):

@@ -13,6 +13,7 @@ Axes: B batch, T tokens, D hidden, H heads, d head dim, S segments, L segment le
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -171,6 +172,16 @@ class MemoryAttention(nn.Module):
             lm_sum=lm_sum,
             lm_count=lm_count,
         )
+
+    @contextmanager
+    def sequence_scope(self):
+        """Within the block, the layer keeps one memory per sequence whatever its ``memory_scope``: the
+        state is explicit (``MemoryBuilder`` writes each source into its own memory this way)."""
+        shared, self.shared = self.shared, None
+        try:
+            yield self
+        finally:
+            self.shared = shared
 
     def reset_shared(self, moment: str = "epoch") -> None:
         """Empty the batch-shared memory at ``moment`` ("training" starts, an "epoch" starts, a

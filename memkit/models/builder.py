@@ -43,7 +43,7 @@ class MemoryBuilder:
         param = next(self.model.parameters())
         state = layer.init_state(1, device=param.device, dtype=param.dtype)
         L = 1 if layer.segmentation == "whole_call" else layer.segment_len  # whole_call: a source is one segment
-        with eval_mode(self.model):
+        with eval_mode(self.model), layer.sequence_scope():  # explicit state, even for a batch-shared layer
             for i, src in enumerate(sources):
                 ids = self.encode(src) if isinstance(src, str) else torch.as_tensor(src, dtype=torch.long)
                 ids = ids.flatten()[: ids.numel() // L * L].to(param.device)

@@ -73,11 +73,16 @@ class OACDPretrainer:
 
     def __init__(self, model, spec: OACDSpec):
         self.model, self.spec = model, spec
+        self.iterations = 0  # how many Phase 1 ran
 
     def phase1(self, ids: torch.Tensor, on_iteration: Callable[[dict], None] | None = None) -> list[dict]:
         """Train the context block on ids [n,T]; one row per iteration (loss, convergence, effective rank)."""
-        if self.spec.phase1 == "parallel_fixed_point":
-            return self._phase1_parallel(ids, on_iteration)
+        rows = (self._phase1_parallel if self.spec.phase1 == "parallel_fixed_point" else self._phase1_batches)(
+            ids, on_iteration)
+        self.iterations = len(rows)
+        return rows
+
+    def _phase1_batches(self, ids: torch.Tensor, on_iteration) -> list[dict]:
         spec, block = self.spec, self.model.context_block
         gen = torch.Generator().manual_seed(spec.seed)
         opt = torch.optim.Adam(block.parameters(), lr=spec.lr)
@@ -142,8 +147,12 @@ class OACDPretrainer:
         return rows
 
     def freeze(self) -> float:
-        """Phase 2: freeze the context block; returns the trainable share of parameters."""
+        """Phase 2: freeze the context block; returns the trainable share of parameters. A model whose
+        Phase 2 contexts come from parallel iterations trains with as many as Phase 1 ran (the reports
+        cached Phase 1's last contexts)."""
         for p in self.model.context_block.parameters():
             p.requires_grad_(False)
+        if getattr(self.model, "contexts_mode", None) == "parallel_iterations" and self.iterations:
+            self.model.train_context_iterations = self.iterations
         total = sum(p.numel() for p in self.model.parameters())
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad) / total

@@ -26,7 +26,7 @@ def selection_accuracy(model, sources: list[torch.Tensor], queries: list[tuple[i
     hook = layer.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
     choices = []
     try:
-        with eval_mode(model) as device:
+        with eval_mode(model) as device, layer.sequence_scope():  # the queries write nothing shared
             for _, ids in queries:
                 seen.clear()
                 model(ids.to(device)[None])

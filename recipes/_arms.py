@@ -1,0 +1,105 @@
+"""Report tables with the two arms side by side ("as run": the report's code; "careful": memkit's
+defaults), and each report's headline claims checked in each arm: does the claim appear in the as-run
+arm, and does it survive in the careful one?
+
+Rows are the grid's aggregated rows (``<figure>_mean``, ``<figure>_std`` over seeds, ``seeds``). A
+difference counts as real when it exceeds the sum of the two points' seed stds, the grid's own rule;
+with one seed nothing can be told from noise, and the verdict says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from recipes._text import fmt_pm, table
+
+ARMS = ("as_run", "careful")
+ARM_NAMES = {"as_run": "as run", "careful": "careful"}
+
+
+def by_arm(rows: list[dict], key: str) -> dict[str, dict[str, dict]]:
+    """{arm: {value of ``key``: row}}; rows without an arm count as careful."""
+    out: dict[str, dict[str, dict]] = {arm: {} for arm in ARMS}
+    for r in rows:
+        out.setdefault(r.get("arm") or "careful", {})[str(r.get(key))] = r
+    return out
+
+
+def side_by_side(title: str, rows: list[dict], key: str, figures: list[tuple[str, str, int | str]]) -> str:
+    """One line per value of ``key`` (a design, a landmark); per figure (label, metric, digits) a column
+    for each arm present."""
+    arms = by_arm(rows, key)
+    present = [a for a in ARMS if arms[a]]
+    values = list(dict.fromkeys(str(r.get(key)) for r in rows))
+    cols = [key] + [f"{label} ({ARM_NAMES[a]})" for label, _, _ in figures for a in present]
+    cells = []
+    for v in values:
+        line = [v]
+        for _, metric, digits in figures:
+            for a in present:
+                r = arms[a].get(v)
+                line.append(fmt_pm([r], metric, digits)[0] if r else "")
+        cells.append(line)
+    return table(title, cols, cells)
+
+
+def mean(r: dict | None, metric: str) -> float | None:
+    return None if r is None else r.get(f"{metric}_mean")
+
+
+def difference(a: dict | None, b: dict | None, metric: str) -> tuple[float, str] | None:
+    """(a − b, whether the gap is beyond seed noise: "beyond noise" | "within noise" | "one seed")."""
+    ma, mb = mean(a, metric), mean(b, metric)
+    if ma is None or mb is None:
+        return None
+    if min(a.get("seeds", 1) - a.get("failed", 0), b.get("seeds", 1) - b.get("failed", 0)) < 2:
+        return ma - mb, "one seed"
+    noise = (a.get(f"{metric}_std") or 0.0) + (b.get(f"{metric}_std") or 0.0)
+    return ma - mb, "beyond noise" if abs(ma - mb) > noise else "within noise"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A report's headline: what it said, its own figures, and a check of one arm's rows
+    (``{key value: row}`` -> (figures shown, verdict))."""
+
+    text: str
+    reported: str
+    check: Callable[[dict[str, dict]], tuple[str, str]]
+
+
+def claims_table(claims: list[Claim], rows: list[dict], key: str) -> str:
+    """Each claim in each arm: the figures and whether it holds."""
+    arms = by_arm(rows, key)
+    present = [a for a in ARMS if arms[a]]
+    cols = ["the report's claim", "the report's figures"] + [ARM_NAMES[a] for a in present]
+    cells = []
+    for c in claims:
+        line = [c.text, c.reported]
+        for a in present:
+            try:
+                shown, verdict = c.check(arms[a])
+            except (KeyError, TypeError, ZeroDivisionError, StopIteration):  # a figure this run does not have
+                shown, verdict = "", "n/a"
+            line.append(f"{shown}: **{verdict}**" if shown else verdict)
+        cells.append(line)
+    return table("The report's claims, as run and careful", cols, cells)
+
+
+def lower(rows: dict[str, dict], metric: str, better: str, worse: str, digits: int = 1) -> tuple[str, str]:
+    """Claim "``better`` has a lower ``metric`` than ``worse``": the two means and the verdict."""
+    d = difference(rows[better], rows[worse], metric)
+    shown = f"{better} {mean(rows[better], metric):.{digits}f} vs {worse} {mean(rows[worse], metric):.{digits}f}"
+    if d is None:
+        return shown, "n/a"
+    gap, noise = d
+    if gap >= 0:
+        return shown, "does not hold"
+    return shown, "holds" if noise == "beyond noise" else f"holds, {noise}"
+
+
+def relative_change(rows: dict[str, dict], metric: str, new: str, base: str) -> tuple[float, str]:
+    """(100·(new − base)/base, noise verdict of the gap)."""
+    gap, noise = difference(rows[new], rows[base], metric)
+    return 100 * gap / mean(rows[base], metric), noise
