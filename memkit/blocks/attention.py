@@ -370,6 +370,7 @@ class MemoryAttention(nn.Module):
         # Memories known to be empty read exactly 0 and get selection weight exactly 0: when they are
         # the last ones (round robin / fill before the memories are all used), read the others only.
         # Not when unwritten memories stay in the softmax (the reports'): there they take weight.
+        landmarks = memories.landmarks
         live = M.shape[1] - len(mem.empty)
         excluded = self.selector is None or self.selector.unwritten == "excluded"
         if mem.empty and excluded and mem.empty == frozenset(range(live, M.shape[1])):
@@ -378,10 +379,13 @@ class MemoryAttention(nn.Module):
             M, z = M[:, :live], z[:, :live]
             lm_sum = None if lm_sum is None else lm_sum[:, :live]
             lm_count = None if lm_count is None else lm_count[:, :live]
+            landmarks = None if landmarks is None else landmarks[:, :live]
             mem = MemoryState(M=M, z=z, writes=mem.writes)
         if self.selector is None:
             return self.store.read(mem, q), p
-        weights = self.selector.weights(f, self.landmark.landmarks(z, lm_sum, lm_count), mem.written())  # [B,H,L,N]
+        if landmarks is None:
+            landmarks = self.landmark.landmarks(z, lm_sum, lm_count)
+        weights = self.selector.weights(f, landmarks, mem.written())  # [B,H,L,N]
         if self.expansion is None:
             return mixed_read(M, z, q, weights, self.eps), p
         Mc, zc = coarse(M, z)

@@ -63,8 +63,10 @@ class BatchSharedMemory:
             self.state = self._empty(seg.q.device, seg.q.dtype)
         grow = lambda t: None if t is None else t.expand(B, *t.shape[1:])  # noqa: E731
         M, z = self.state.memory.stacked()
+        # landmarks of the one shared state, computed once (an encoder landmark would run B times on copies)
+        landmarks = None if self.landmark is None else self.landmark.landmarks(z, self.state.lm_sum, self.state.lm_count)
         view = Memories(self.state.memory.unstacked(grow(M), grow(z), self.state.memory.writes),
-                        grow(self.state.lm_sum), grow(self.state.lm_count))
+                        grow(self.state.lm_sum), grow(self.state.lm_count), grow(landmarks))
         reads = [read(view, seg.q[:, :, s], seg.selection(s), seg.gate(s)) for s in range(seg.count)]
         if seg.full and (training or self.validation == "writes"):
             with torch.no_grad():

@@ -69,9 +69,11 @@ class Segments:
 
 @dataclass(frozen=True)
 class Memories:
-    """memory: M [B,(N,)H,d,d] and z; lm_sum [B,N,H,d] and lm_count [B,N]: running landmark sums
-    (``mean_k`` and ``hsa`` only, else None)."""
+    """memory: M [B,(N,)H,d,d] and z; lm_sum and lm_count: the landmark's running state (``mean_k``,
+    ``hsa``, ``hsa_last_keys`` only, else None); landmarks [B,N,H,d]: the landmarks themselves when the
+    caller computed them once for many rows (the batch-shared memory), else None (computed on read)."""
 
     memory: MemoryState
     lm_sum: torch.Tensor | None = None
     lm_count: torch.Tensor | None = None
+    landmarks: torch.Tensor | None = None
