@@ -138,3 +138,42 @@ def test_hsa_pooling_matches_mean_of_key_runs():
     enc1 = ChunkEncoder(8, pool=1).double().eval()
     enc1.load_state_dict(enc.state_dict())
     torch.testing.assert_close(enc(keys), enc1(pooled))
+
+
+def test_half_precision_layer_keeps_its_memory_in_fp32_and_stays_finite():
+    """σ(q)·z grows with every write: after 20k tokens it passes fp16's 65,504. The state and the memory
+    maths stay in fp32 whatever the activations' dtype, so the reads stay finite."""
+    from memkit.ops.naive import feature
+
+    torch.manual_seed(0)
+    layer = MemoryAttentionSpec(hidden_size=16, num_heads=2, segment_len=64).build().half()
+    state = None
+    with torch.no_grad():
+        for _ in range(40):
+            x = (torch.randn(1, 512, 16) * 3).half()
+            y, state = layer(x, state)
+    assert state.memory.M.dtype == torch.float32 and y.dtype == torch.float16 and torch.isfinite(y).all()
+    q = layer.qkv(x)[..., :16].view(1, 512, 2, 8).transpose(1, 2)
+    in_half = torch.einsum("bhtd,bhd->bht", feature(q), state.memory.z.half())
+    assert torch.isinf(in_half).any()  # what an fp16 state would have read
+
+
+def test_under_bf16_autocast_the_memory_state_stays_fp32():
+    torch.manual_seed(0)
+    layer = MemoryAttentionSpec(hidden_size=16, num_heads=2, segment_len=4, num_memories=3, landmark="mean_k",
+                                hierarchy="soft").build()
+    x = torch.randn(2, 24, 16)
+    ref, ref_state = layer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, state = layer(x)
+    assert state.memory.M.dtype == torch.float32 and state.lm_sum.dtype == torch.float32
+    torch.testing.assert_close(y.float(), ref, rtol=0.05, atol=0.05)  # bf16 activations, fp32 memory
+    # z is the fp32 sum of σ over the layer's own (bf16) keys: the write's maths ran in fp32
+    from memkit.ops.naive import feature
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        k, v = layer.qkv(x)[..., 16:].view(2, 24, 2, 2, 8).permute(2, 0, 3, 1, 4)
+    assert k.dtype == torch.bfloat16
+    sk = feature(k.float())
+    torch.testing.assert_close(state.memory.z.sum(1), sk.sum(2), rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(state.memory.M.sum(1), torch.einsum("bhtd,bhte->bhde", sk, v.float()), rtol=1e-5, atol=1e-5)

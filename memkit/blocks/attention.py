@@ -14,7 +14,7 @@ Axes: B batch, T tokens, D hidden, H heads, d head dim, S segments, L segment le
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -29,7 +29,15 @@ from memkit.blocks.landmark import Landmark
 from memkit.blocks.segments import Memories, Segments
 from memkit.blocks.selector import Selector
 from memkit.blocks.store import MemoryState, MemoryStore
-from memkit.ops.memory import causal_linear, causal_softmax, mixed_read, read_memories
+from memkit.ops.memory import (
+    causal_linear,
+    causal_softmax,
+    feature,
+    full_precision,
+    mixed_read,
+    read_memories,
+    state_dtype,
+)
 from memkit.spec import Spec, check_heads
 
 
@@ -140,14 +148,22 @@ class MemoryAttention(nn.Module):
         # the reports' one memory for the whole batch, carried across calls (None: one per sequence)
         self.shared = (BatchSharedMemory(self.store, write_scale, self.landmark, shared_reset, shared_validation)
                        if memory_scope == "batch_shared" else None)
-        self.last_expand_share: float = float("nan")  # diagnostics: share of tokens that read fine memories
+        self._expand_share: torch.Tensor | None = None  # diagnostics, see last_expand_share
         # segments read in one batched call. 1 (one call per segment) was fastest on a 2-core CPU
-        # (batching copies every segment's N states); larger groups may pay off where launches dominate.
-        self.read_group = 1
+        # (batching copies every segment's N states); None reads every segment of a call at once, for a GPU
+        # where launches dominate.
+        self.read_group: int | None = 1
+        # linear writes into known memories through one cumulative sum (tests compare it with the loop)
+        self.cumulative_writes = True
 
     @property
     def num_memories(self) -> int:
         return self.store.num_memories
+
+    @property
+    def last_expand_share(self) -> float:
+        """Share of the last call's tokens that read the fine memories (hierarchy only; else nan)."""
+        return float("nan") if self._expand_share is None else float(self._expand_share)
 
     def memory_nbytes(self, dtype=torch.float32) -> int:
         """Bytes of memory state per sequence."""
@@ -161,8 +177,8 @@ class MemoryAttention(nn.Module):
         H, d = self.num_heads, self.head_dim
         empty = torch.zeros(batch_size, H, 0, d, device=device, dtype=dtype)
         sums = self.landmark is not None and self.landmark.keeps_sums
-        lm_sum, lm_count = (self.landmark.init_sums(batch_size, self.num_memories, H, d, device, dtype) if sums
-                            else (None, None))
+        lm_sum, lm_count = (self.landmark.init_sums(batch_size, self.num_memories, H, d, device, state_dtype(dtype))
+                            if sums else (None, None))
         return MemoryAttentionState(
             memory=self.store.init_state(batch_size, device, dtype),
             pending_q=empty,
@@ -196,6 +212,8 @@ class MemoryAttention(nn.Module):
             state = self.init_state(x.shape[0], x.device, x.dtype)
         if x.shape[1] == 0:
             return self.out(x), state
+        if isinstance(memory, torch.Tensor) and ((memory < 0) | (memory >= self.num_memories)).any():
+            raise ValueError(f"memory: index out of range 0..{self.num_memories - 1}")
         seg = self._segments(x, state)
         a_dot = self._local(seg)
         if self.shared is not None:
@@ -204,10 +222,9 @@ class MemoryAttention(nn.Module):
             a_mem, gate_p, state = self._memory(seg, state, memory)
         if self.nan_guard:  # report 000's code: a NaN in the memory read becomes 0
             a_mem = torch.nan_to_num(a_mem, nan=0.0)
-        if gate_p is not None:
+        if gate_p is not None:  # kept as a tensor: reading it on the host would sync every call
             real = gate_p.flatten(1)[:, seg.pending : seg.end]
-            share = real if self.expansion.mode == "soft" else (real >= 0.5)
-            self.last_expand_share = float(share.detach().float().mean())
+            self._expand_share = (real if self.expansion.mode == "soft" else (real >= 0.5)).detach().float().mean()
         g = self.gate().view(1, -1, 1, 1, 1).to(x.dtype)
         y = (g * a_mem + (1 - g) * a_dot).flatten(2, 3)[:, :, seg.pending : seg.end]
         return self.out(rearrange(y, "b h t d -> b t (h d)")), state
@@ -253,25 +270,86 @@ class MemoryAttention(nn.Module):
     def _memory(self, seg: Segments, state: MemoryAttentionState, forced):
         """Per-sequence memory: (A_mem [B,H,S,L,d], gate probabilities [B,S,L] or None, the state to carry).
 
-        Segment s reads what segments < s wrote, then is written. Writes are sequential (delta needs
-        the state before each); landmark chunk summaries depend on keys only, so those of every
+        Segment s reads what segments < s wrote, then is written. Linear writes into memories fixed in
+        advance (round robin, fill, a forced one) add up: every segment's memories come from one
+        cumulative sum over segments (``_memories_by_cumsum``). Otherwise writes are sequential (delta
+        needs the state before each; ``nearest`` needs the landmarks): the loop below, whose reads wait
+        for ``read_group`` segments. Landmark chunk summaries depend on keys only, so those of every
         complete segment come from one call."""
         summaries = self._chunk_summaries(seg)
         now = Memories(state.memory, state.lm_sum, state.lm_count)
-        waiting, reads = [], []
-        for s in range(seg.count):
-            waiting.append(now)
-            if len(waiting) == self.read_group:  # read as soon as a group is complete: states can go
-                reads.append(self._read_segments(waiting, seg, s + 1 - len(waiting)))
-                waiting = []
-            if s < seg.full:
-                now = self._write(now, seg, s, forced, summaries)
-        if waiting:
-            reads.append(self._read_segments(waiting, seg, seg.count - len(waiting)))
+        group = self.read_group or seg.count
+        reads = []
+        if self.cumulative_writes and self._fixed_targets(forced):
+            before, now = self._memories_by_cumsum(seg, now, forced, summaries)
+            reads = [self._read_segments(before[g0 : g0 + group], seg, g0) for g0 in range(0, seg.count, group)]
+        else:
+            waiting = []
+            for s in range(seg.count):
+                waiting.append(now)
+                if len(waiting) == group:  # read as soon as a group is complete: states can go
+                    reads.append(self._read_segments(waiting, seg, s + 1 - len(waiting)))
+                    waiting = []
+                if s < seg.full:
+                    now = self._write(now, seg, s, forced, summaries)
+            if waiting:
+                reads.append(self._read_segments(waiting, seg, seg.count - len(waiting)))
         carried = MemoryAttentionState(now.memory, seg.tail(seg.q_sel), seg.tail(seg.k), seg.tail(seg.v), seg.last_k,
                                        now.lm_sum, now.lm_count)
         gate_p = None if reads[0][1] is None else torch.cat([p for _, p in reads], dim=1)
         return torch.cat([a for a, _ in reads], dim=2), gate_p, carried
+
+    def _fixed_targets(self, forced) -> bool:
+        """Whether linear writes into memories known in advance: the cumulative-sum path applies."""
+        if self.store.update != "linear" or isinstance(forced, torch.Tensor):
+            return False
+        if self.landmark is not None and self.landmark.type == "hsa_last_keys":  # a rolling window, not a sum
+            return False
+        return forced is not None or self.num_memories == 1 or self.write_policy in ("round_robin", "fill")
+
+    def _policy_target(self, writes: int) -> int:
+        """The memory the write after ``writes`` earlier ones goes to (round robin, fill)."""
+        if self.write_policy == "fill":
+            return (writes // self.fill_segments) % self.num_memories
+        return writes % self.num_memories
+
+    def _memories_by_cumsum(self, seg: Segments, start: Memories, forced, summaries):
+        """Linear writes into known memories, all at once: the memories each segment reads ([B,...] views
+        into one cumulative sum over segments) and the memories after the call.
+
+        M before segment s = M_start + Σ_{s' < s} onehot(target_s')·σ(K_s')ᵀ V_s' (z and the landmark sums
+        alike): the loop of ``_write`` without the loop."""
+        mem = start.memory
+        M0, z0 = mem.stacked()  # [B,N,H,d,d], [B,N,H,d]
+        N, full, S = M0.shape[1], seg.full, seg.count
+        targets = [forced if forced is not None else self._policy_target(mem.writes + s) for s in range(full)]
+        with full_precision(M0.device):
+            onehot = F.one_hot(torch.tensor(targets, device=M0.device, dtype=torch.long), N).to(M0.dtype)  # [full,N]
+            sk = feature(seg.k[:, :, :full].to(M0.dtype))  # [B,H,full,L,d]
+            dM = torch.einsum("bhsld,bhsle->bshde", sk, seg.v[:, :, :full].to(M0.dtype))  # [B,full,H,d,d]
+            dz = sk.sum(3).transpose(1, 2)  # [B,full,H,d]
+
+            def running(start_value, per_segment):  # [B,N,...], [B,full,...] -> before each segment, after all
+                steps = torch.einsum("sn,bs...->bsn...", onehot.to(per_segment.dtype), per_segment).cumsum(1)
+                steps = F.pad(steps, (0, 0) * (steps.dim() - 2) + (1, 0))  # nothing before segment 0
+                return start_value.unsqueeze(1) + steps[:, :S], start_value + steps[:, full]
+
+            M_before, M_after = running(M0, dM)
+            z_before, z_after = running(z0, dz)
+            sums = None
+            if summaries is not None:
+                adds, count = summaries
+                sum_before, sum_after = running(start.lm_sum, adds.to(start.lm_sum.dtype))
+                counts = F.pad((onehot.long() * count).cumsum(0), (0, 0, 1, 0))  # [full+1,N]
+                sums = (sum_before, start.lm_count.unsqueeze(1) + counts[:S], sum_after, start.lm_count + counts[full])
+        before, empty = [], mem.empty
+        for s in range(S):
+            memory = mem.unstacked(M_before[:, s], z_before[:, s], mem.writes + s)
+            before.append(Memories(replace(memory, empty=empty), *((sums[0][:, s], sums[1][:, s]) if sums else ())))
+            if s < full:
+                empty = empty - {targets[s]}
+        after = replace(mem.unstacked(M_after, z_after, mem.writes + full), empty=empty)
+        return before, Memories(after, *(sums[2:] if sums else ()))
 
     def _chunk_summaries(self, seg: Segments) -> tuple[torch.Tensor, int] | None:
         """What each complete segment adds to the landmark sums: ([B,full,H,...], count per segment);
@@ -286,7 +364,7 @@ class MemoryAttention(nn.Module):
         """Write complete segment s into the memory the policy (or ``forced``) picks."""
         k = seg.k[:, :, s]
         target = self._target(now, k, forced)
-        memory = self.store.write(now.memory, k, seg.v[:, :, s], target)
+        memory = self.store.write(now.memory, k, seg.v[:, :, s], target, checked=False)
         if summaries is None:
             return Memories(memory, now.lm_sum, now.lm_count)
         adds, count = summaries
@@ -358,13 +436,17 @@ class MemoryAttention(nn.Module):
         # nearest: seed every memory once (first empty one), then the best-matching landmark
         written = mem.written()
         M, z = mem.stacked()
-        scores = torch.einsum("bhd,bnhd->bn", k.mean(2), self.landmark.landmarks(z, now.lm_sum, now.lm_count))
+        landmarks = self.landmark.landmarks(z, now.lm_sum, now.lm_count)
+        scores = torch.einsum("bhd,bnhd->bn", k.mean(2).to(landmarks.dtype), landmarks)
         first_empty = (~written).to(torch.int8).argmax(-1)
         return torch.where(written.all(-1), scores.argmax(-1), first_empty).detach()
 
     def _read(self, memories: Memories, q: torch.Tensor, f: torch.Tensor, p: torch.Tensor | None):
         """q [B,H,L,d], selection features f [B,H,L,d], gate probabilities p [B,L] (a hidden-state gate)
-        or None -> (A_mem [B,H,L,d], the gate probabilities used [B,L] or None)."""
+        or None -> (A_mem [B,H,L,d] in q's dtype, the gate probabilities used [B,L] or None).
+
+        The memory maths (reads, selection scores, the mix) runs in the state's dtype with autocast off:
+        scores and normalisers grow with every write and would overflow half precision."""
         mem, lm_sum, lm_count = memories.memory, memories.lm_sum, memories.lm_count
         M, z = mem.stacked()
         # Memories known to be empty read exactly 0 and get selection weight exactly 0: when they are
@@ -381,26 +463,27 @@ class MemoryAttention(nn.Module):
             lm_count = None if lm_count is None else lm_count[:, :live]
             landmarks = None if landmarks is None else landmarks[:, :live]
             mem = MemoryState(M=M, z=z, writes=mem.writes)
+        with full_precision(q.device):
+            a, p = self._read_full_precision(mem, lm_sum, lm_count, landmarks, q.to(M.dtype), f.to(M.dtype), p)
+        return a.to(q.dtype), p
+
+    def _read_full_precision(self, mem: MemoryState, lm_sum, lm_count, landmarks, q, f, p):
+        M, z = mem.stacked()
         if self.selector is None:
             return self.store.read(mem, q), p
         if landmarks is None:
             landmarks = self.landmark.landmarks(z, lm_sum, lm_count)
-        weights = self.selector.weights(f, landmarks, mem.written())  # [B,H,L,N]
+        weights = self.selector.weights(f, landmarks.to(M.dtype), mem.written())  # [B,H,L,N]
         if self.expansion is None:
             return mixed_read(M, z, q, weights, self.eps), p
         Mc, zc = coarse(M, z)
         rough = read_memories(Mc, zc, q, self.eps)[:, 0]
         if self.expansion.reads_coarse:  # the reports' gate: it reads the coarse memory's output
-            p = self.expansion(rearrange(rough, "b h l d -> b l (h d)"))
-        if self.expansion.mode == "hard" and not self.training:  # inference: fine reads only where the gate expands
-            fine = torch.zeros_like(q)
-            for b, row in enumerate(p >= 0.5):
-                idx = row.nonzero().squeeze(-1)
-                if idx.numel():
-                    fine[b : b + 1, :, idx] = mixed_read(M[b : b + 1], z[b : b + 1], q[b : b + 1, :, idx],
-                                                         weights[b : b + 1, :, idx], self.eps)
-        else:
-            fine = mixed_read(M, z, q, weights, self.eps)
+            gate_dtype = self.expansion.mlp[0].weight.dtype
+            p = self.expansion(rearrange(rough, "b h l d -> b l (h d)").to(gate_dtype))
+        # every token's fine read, also where a hard gate says coarse (its weight is then exactly 0):
+        # skipping those tokens would need the gate's values on the host, a sync per read
+        fine = mixed_read(M, z, q, weights, self.eps)
         m = self.expansion.mix_weight(p)[:, None, :, None].to(q.dtype)  # [B,1,L,1]
         return m * fine + (1 - m) * rough, p
 

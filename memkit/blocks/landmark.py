@@ -109,7 +109,8 @@ class Landmark(nn.Module):
             grow = onehot[:, :, None, None].to(adds.dtype)
             return lm_sum + grow * adds[:, None], lm_count + onehot * count
         # keep the last K keys: the new ones after the old, newest last
-        rolled = torch.cat((lm_sum, adds[:, None].expand(-1, lm_sum.shape[1], -1, -1, -1)), dim=3)[..., -self.hsa_keys :, :]
+        adds = adds.to(lm_sum.dtype)[:, None].expand(-1, lm_sum.shape[1], -1, -1, -1)
+        rolled = torch.cat((lm_sum, adds), dim=3)[..., -self.hsa_keys :, :]
         pick = onehot.bool()
         return (torch.where(pick[:, :, None, None, None], rolled, lm_sum),
                 torch.where(pick, (lm_count + count).clamp(max=self.hsa_keys), lm_count))
@@ -127,6 +128,7 @@ class Landmark(nn.Module):
         """keys [B,N,H,K,d] (newest last; the first K − count are padding) -> [B,N,H,d], head by head."""
         B, N, H, K, d = keys.shape
         pad = torch.arange(K, device=keys.device) < (K - count)[..., None]  # [B,N,K]
+        keys = keys.to(self.head_encoders[0].cls.dtype)  # the kept keys are in the state's dtype
         out = [enc(keys[:, :, h].reshape(B * N, 1, K, d), pad.reshape(B * N, 1, K)) for h, enc in
                enumerate(self.head_encoders)]
         return torch.stack(out, dim=2).reshape(B, N, H, d)

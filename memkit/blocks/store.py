@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from memkit.ops.memory import read_memories, segment_write
+from memkit.ops.memory import read_memories, segment_write, state_dtype
 from memkit.spec import Spec
 
 Update = Literal["linear", "delta"]
@@ -96,7 +96,9 @@ class MemoryStore(nn.Module):
         self.eps, self.num_memories = eps, num_memories
 
     def init_state(self, batch_size: int, device=None, dtype=torch.float32) -> MemoryState:
-        """Empty memories: zeros, M [B,H,d,d] (+N axis when N > 1), z [B,H,d]."""
+        """Empty memories: zeros, M [B,H,d,d] (+N axis when N > 1), z [B,H,d]; fp32 for half-precision
+        ``dtype`` (the memory accumulates in full precision whatever the activations')."""
+        dtype = state_dtype(dtype)
         lead = (batch_size,) if self.num_memories == 1 else (batch_size, self.num_memories)
         H, d = self.num_heads, self.head_dim
         return MemoryState(
@@ -110,11 +112,13 @@ class MemoryStore(nn.Module):
         size = torch.tensor([], dtype=dtype).element_size()
         return self.num_memories * self.num_heads * (self.head_dim**2 + self.head_dim) * size
 
-    def write(self, state: MemoryState, k: torch.Tensor, v: torch.Tensor, memory=None) -> MemoryState:
+    def write(self, state: MemoryState, k: torch.Tensor, v: torch.Tensor, memory=None, checked: bool = True) -> MemoryState:
         """Write one segment. k, v: [B,H,T,d]. Returns the new state.
 
         ``memory``: which memory each row writes to, an int or LongTensor [B]. By default
-        round-robin: memory ``state.writes mod N`` (always 0 for a single memory).
+        round-robin: memory ``state.writes mod N`` (always 0 for a single memory). ``checked=False``
+        skips the range check of a LongTensor (it reads the values on the host: a sync on a GPU); the
+        layer passes targets it computed itself.
         """
         self._check(k, "k", state)
         self._check(v, "v", state)
@@ -130,7 +134,7 @@ class MemoryStore(nn.Module):
             target = memory
         else:
             target = torch.as_tensor(memory, device=M.device, dtype=torch.long).expand(B)
-            if (target < 0).any() or (target >= M.shape[1]).any():
+            if checked and ((target < 0).any() or (target >= M.shape[1]).any()):
                 raise ValueError(f"memory: index out of range 0..{M.shape[1] - 1}")
         fresh = isinstance(target, int) and target in state.empty
         M, z = segment_write(M, z, k, v, target, self.eps, self.update, fresh=fresh)

@@ -3,24 +3,44 @@
 Axes legend: B batch, N memories, H heads, T tokens, S segments, L segment length, d head dim.
 Memory tensors always carry the N axis here: M [B,N,H,d,d], z [B,N,H,d].
 The per-token loops in ``naive.py`` are the reference these are tested against.
+
+Memory maths runs in the state's dtype (fp32 for half-precision activations, see ``state_dtype``),
+with autocast off: σ(q)·z grows with every write and passes fp16's 65,504 within about 10k tokens.
+Reads come back in the queries' dtype (they are averages of values, so they fit).
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 
 from memkit.ops.naive import feature
 
-__all__ = ["feature", "read_memories", "mixed_read", "segment_write", "causal_softmax", "causal_linear"]
+__all__ = ["feature", "read_memories", "mixed_read", "segment_write", "causal_softmax", "causal_linear",
+           "state_dtype", "full_precision"]
+
+
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a memory state keeps for activations of ``dtype``: fp32 for half precision, else the same."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+@contextmanager
+def full_precision(device: torch.device):
+    """Autocast off for the memory maths (a bf16/fp16 autocast region would otherwise cast it down)."""
+    with torch.autocast(device_type=device.type, enabled=False):
+        yield
 
 
 def read_memories(M: torch.Tensor, z: torch.Tensor, q: torch.Tensor, eps: float) -> torch.Tensor:
     """σ(q) M_n / (σ(q)·z_n + ε) for every memory n. q [B,H,T,d] -> [B,N,H,T,d]."""
-    sq = feature(q)
-    num = torch.einsum("bhtd,bnhde->bnhte", sq, M)
-    den = torch.einsum("bhtd,bnhd->bnht", sq, z).unsqueeze(-1) + eps
-    return num / den
+    with full_precision(M.device):
+        sq = feature(q.to(M.dtype))
+        num = torch.einsum("bhtd,bnhde->bnhte", sq, M)
+        den = torch.einsum("bhtd,bnhd->bnht", sq, z).unsqueeze(-1) + eps
+        return (num / den).to(q.dtype)
 
 
 def mixed_read(M: torch.Tensor, z: torch.Tensor, q: torch.Tensor, weights: torch.Tensor, eps: float) -> torch.Tensor:
@@ -29,12 +49,13 @@ def mixed_read(M: torch.Tensor, z: torch.Tensor, q: torch.Tensor, weights: torch
     Fast path of ``einsum("bhtn,bnhtd->bhtd", weights, read_memories(...))``: the weights are
     folded into the normaliser, then one matmul over the joined (memory, dim) axis.
     """
-    sq = feature(q)
     B, H, T, d = q.shape
     N = M.shape[1]
-    coef = weights / (torch.einsum("bhtd,bnhd->bhtn", sq, z) + eps)  # [B,H,T,N]
-    a = (coef.unsqueeze(-1) * sq.unsqueeze(-2)).reshape(B, H, T, N * d)
-    return a @ M.transpose(1, 2).reshape(B, H, N * d, M.shape[-1])
+    with full_precision(M.device):
+        sq = feature(q.to(M.dtype))
+        coef = weights.to(M.dtype) / (torch.einsum("bhtd,bnhd->bhtn", sq, z) + eps)  # [B,H,T,N]
+        a = (coef.unsqueeze(-1) * sq.unsqueeze(-2)).reshape(B, H, T, N * d)
+        return (a @ M.transpose(1, 2).reshape(B, H, N * d, M.shape[-1])).to(q.dtype)
 
 
 def segment_write(
@@ -55,8 +76,12 @@ def segment_write(
     retrieval (exactly 0) and the addition are skipped.
     Returns the new (M, z); the inputs are not modified (autograd-safe).
     """
-    sk = feature(k)
-    fresh = fresh and isinstance(target, int)
+    with full_precision(M.device):
+        return _segment_write(M, z, feature(k.to(M.dtype)), v.to(M.dtype), target, eps, update,
+                              fresh and isinstance(target, int))
+
+
+def _segment_write(M, z, sk, v, target, eps: float, update: str, fresh: bool):
     if fresh:  # nothing to fetch: the target memory is zeros
         M_t = z_t = None
     elif isinstance(target, int):  # same memory for every row: a slice

@@ -307,3 +307,31 @@ def test_skipping_memories_known_empty_changes_nothing(seed, N, segments, landma
         grads.append(g)
     torch.testing.assert_close(outs[0], outs[1])
     torch.testing.assert_close(grads[0], grads[1])
+
+
+@given(cfg=every_option(), seed=seeds, T=st.integers(1, 16), train=st.booleans(),
+       dtype=st.sampled_from([torch.float64, torch.float32]))
+def test_linear_writes_by_one_cumulative_sum_equal_the_write_loop(cfg, seed, T, train, dtype):
+    """The cumulative-sum path (linear writes into memories known in advance) beside the plain loop it
+    replaces: outputs, gradients and the carried state agree (fp64 1e-10, fp32 1e-5)."""
+    torch.manual_seed(seed)
+    layer = MemoryAttentionSpec(hidden_size=8, num_heads=2, **{**cfg, "update": "linear"}).build().to(dtype)
+    layer.train(train)
+    x = torch.randn(2, T, 8, dtype=dtype, requires_grad=True)
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    results = []
+    for cumulative in (True, False):
+        layer.cumulative_writes = cumulative
+        _, state = layer(x[:, : T // 2])  # a pending segment and written memories to start from
+        y, final = layer(x[:, T // 2 :], state)
+        (g,) = torch.autograd.grad((y * torch.linspace(-1, 1, y.numel(), dtype=dtype).view_as(y)).sum(), x)
+        results.append((y, g, final))
+    (y1, g1, s1), (y2, g2, s2) = results
+    torch.testing.assert_close(y1, y2, **tol)
+    torch.testing.assert_close(g1, g2, **tol)
+    torch.testing.assert_close(s1.memory.M, s2.memory.M, **tol)
+    torch.testing.assert_close(s1.memory.z, s2.memory.z, **tol)
+    assert (s1.memory.writes, s1.memory.empty) == (s2.memory.writes, s2.memory.empty)
+    if s1.lm_sum is not None:
+        torch.testing.assert_close(s1.lm_sum, s2.lm_sum, **tol)
+        assert torch.equal(s1.lm_count, s2.lm_count)
