@@ -550,9 +550,9 @@ class MemoryAttentionSpec(Spec):
     shared_validation: Literal["writes", "read_only"] = Field(
         "writes", description="batch_shared: evaluation writes the shared memory, or only reads it (001, "
         "002-hierarchical: after the reset, an empty memory)")
-    # Optional fast path: torch.compile fuses the many small ops of the segment loop. The first
+    # Optional fast path: torch.compile (fullgraph) fuses the many small ops of the segment loop. The first
     # call compiles (tens of seconds); needs a GPU or, on CPU, a C++ compiler. Tested equal to eager.
-    compile: bool = Field(False, description="torch.compile the layer's forward")
+    compile: bool = Field(False, description="torch.compile the layer's forward as one graph")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -568,6 +568,6 @@ class MemoryAttentionSpec(Spec):
         fields = self.model_dump()
         compiled = fields.pop("compile")
         layer = MemoryAttention(**fields)
-        if compiled:
-            layer.compile()  # in place: parameter names stay as they are
+        if compiled:  # in place: parameter names stay; fullgraph: the forward has no graph break (no host sync)
+            layer.compile(fullgraph=True)
         return layer

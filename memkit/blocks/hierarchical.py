@@ -8,8 +8,9 @@ The gate p = sigmoid(MLP(·)), MLP(hidden → hidden/4 → 1), reads (``gate_inp
   the reports' code (DESIGN.md, last section); the gate then sees what memory returns, not the token.
 The mix:
 - ``soft``: A_mem = p·fine + (1−p)·coarse;
-- ``hard``: p ≥ 0.5 picks fine (straight-through gradient); in eval mode the fine read is
-  skipped for tokens where the gate says coarse.
+- ``hard``: p ≥ 0.5 picks fine (straight-through gradient). The fine read is computed for every
+  token (its weight is exactly 0 where the gate says coarse): skipping tokens would need the gate's
+  values on the host, a sync on every read.
 Hidden 512 gives 65,793 gate parameters, as in the reports.
 
 Axes: B batch, N memories, H heads, T tokens, d head dim, D hidden.

@@ -253,17 +253,29 @@ def test_whole_call_selection_leaks_the_future_and_the_sequence_scope_does_not(s
     torch.testing.assert_close(causal(x, state)[0][:, :3], causal(x2, state)[0][:, :3])
 
 
-@given(seed=seeds)
-def test_hard_gate_skip_at_inference_equals_the_full_computation(seed):
+@given(seed=seeds, mode=st.sampled_from(["soft", "hard"]), N=st.integers(2, 4), train=st.booleans(),
+       landmark=st.sampled_from(["memory_norm", "mean_k", "learned"]))
+def test_a_shut_gate_reads_the_coarse_memory_and_an_open_one_the_fine_ones(seed, mode, N, train, landmark):
+    """Gate shut (p → 0): the hierarchical layer is a single memory that took every write (coarse = Σ fine,
+    linear writes). Gate open (p → 1): it is the plain multi-memory layer."""
     torch.manual_seed(seed)
-    layer = MemoryAttentionSpec(hidden_size=8, num_heads=2, segment_len=3, num_memories=3, hierarchy="hard").build().double()
-    x = torch.randn(3, 12, 8, dtype=torch.float64)
-    layer.train()
-    full, _ = layer(x)  # training path computes every fine read
-    layer.eval()
-    skipped, _ = layer(x)
-    torch.testing.assert_close(skipped, full)
-    assert 0.0 <= layer.last_expand_share <= 1.0
+    cfg = dict(hidden_size=8, num_heads=2, segment_len=3, update="linear")
+    hier = MemoryAttentionSpec(**cfg, num_memories=N, landmark=landmark, hierarchy=mode).build().double().train(train)
+    single = MemoryAttentionSpec(**cfg).build().double().train(train)
+    multi = MemoryAttentionSpec(**cfg, num_memories=N, landmark=landmark).build().double().train(train)
+    single.load_state_dict(hier.state_dict(), strict=False)
+    multi.load_state_dict(hier.state_dict(), strict=False)
+    x = torch.randn(2, 13, 8, dtype=torch.float64)
+    last = hier.expansion.mlp[2]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(-40.0)
+    torch.testing.assert_close(hier(x)[0], single(x)[0])
+    assert hier.last_expand_share < 1e-6
+    with torch.no_grad():
+        last.bias.fill_(40.0)
+    torch.testing.assert_close(hier(x)[0], multi(x)[0])
+    assert hier.last_expand_share > 1 - 1e-6
 
 
 @given(cfg=options, seed=seeds, T=st.integers(1, 20), group=st.integers(2, 5), train=st.booleans())
