@@ -138,3 +138,15 @@ def test_hsa_pooling_matches_mean_of_key_runs():
     enc1 = ChunkEncoder(8, pool=1).double().eval()
     enc1.load_state_dict(enc.state_dict())
     torch.testing.assert_close(enc(keys), enc1(pooled))
+
+
+def test_normalised_memory_norm_landmark_is_the_direction_of_z():
+    """ℓ = z/‖z‖ by hand; writing the same segment twice doubles z (and the raw landmark) but not
+    the normalised one, so selection does not harden as a memory fills."""
+    from memkit.blocks.landmark import Landmark
+
+    z = torch.tensor([[[[3.0, 4.0]], [[0.0, 0.0]]]])  # [B=1, N=2, H=1, d=2]; memory 1 never written
+    lm = Landmark("memory_norm_normalised", 2)
+    torch.testing.assert_close(lm.landmarks(z, None, None), torch.tensor([[[[0.6, 0.8]], [[0.0, 0.0]]]]))
+    torch.testing.assert_close(lm.landmarks(2 * z, None, None), lm.landmarks(z, None, None))
+    torch.testing.assert_close(Landmark("memory_norm", 2).landmarks(2 * z, None, None), 2 * z)

@@ -371,7 +371,8 @@ class MemoryAttentionSpec(Spec):
     # The fields below apply when num_memories > 1.
     write_policy: Literal["round_robin", "fill", "nearest"] = Field("round_robin", description="which memory a segment goes to")
     fill_segments: int = Field(1, ge=1, description="segments per memory before the next (fill policy)")
-    landmark: Literal["memory_norm", "mean_k", "learned", "hsa"] = Field("memory_norm", description="memory summary")
+    landmark: Literal["memory_norm", "memory_norm_normalised", "mean_k", "learned", "hsa"] = Field(
+        "memory_norm", description="memory summary")
     selection: Literal["soft", "hard"] = Field("soft", description="softmax over memories, or top-k")
     top_k: int = Field(1, ge=1, description="memories read by hard selection")
     selection_query: Literal["q", "projection"] = Field("q", description="Q, or a separate projection Q_slc")
