@@ -1,6 +1,7 @@
-"""The grid's results: rows from ``trials.jsonl`` -> per-point table (mean ± std over seeds),
-CSV / JSON / Markdown, plots, and a summary that says which differences are within seed noise.
-No Ray here."""
+"""The grid's results: rows from ``trials.jsonl`` -> per-point table (mean and 95% bootstrap
+interval over seeds, solve rates, capped trials), CSV / JSON / Markdown, plots, capacity curves,
+and a summary that names the winner per figure and whether the paired difference over the same
+seeds excludes 0. No Ray here."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import csv
 import json
 import math
 import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ablations.stats import bootstrap_ci, paired_difference, solve_stats
 
 # Which way is better, for the summary.
 BETTER = {"recall_acc": max, "val_ppl": min, "params": min, "memory_bytes": min, "sec_per_epoch": min,
@@ -33,28 +37,64 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
-def aggregate(trials: list[dict], keys: list[tuple[str, str]], seed_path: str | None, metrics: list[str]) -> list[dict]:
-    """One row per point (seeds pooled): key values, n_ok, n_failed, and metric mean/std."""
+def point_label(point: dict, keys: list[tuple[str, str]], seed_path: str | None) -> str:
+    """The design a trial belongs to: its point without the seed."""
+    return json.dumps({p: point.get(p) for _, p in keys if p != seed_path}, sort_keys=True)
+
+
+def seed_values(trials: list[dict], keys: list[tuple[str, str]], seed_path: str | None,
+                metric: str) -> dict[str, dict]:
+    """{design label: {seed: value}} of one figure over the finished trials (for paired comparisons)."""
+    out: dict[str, dict] = {}
+    for t in trials:
+        v = _num(t.get(metric))
+        if t["status"] == "ok" and v is not None:
+            seed = t["point"].get(seed_path) if seed_path else 0
+            out.setdefault(point_label(t["point"], keys, seed_path), {})[seed] = v
+    return out
+
+
+def aggregate(trials: list[dict], keys: list[tuple[str, str]], seed_path: str | None, metrics: list[str],
+              recall: list[str] = ()) -> list[dict]:
+    """One row per point (seeds pooled): key values, seeds, failed, capped (trials stopped at
+    max_epochs still improving), and per figure its mean, std, 95% bootstrap interval (``_lo``,
+    ``_hi``) and, for never-reached times (inf), ``_never``. For ``recall`` figures, when the trials
+    report their threshold (``solve_at``): ``_solve_rate``, ``_solved_mean`` and ``_bimodal``."""
     groups: dict[str, list[dict]] = {}
     for t in trials:
-        label = json.dumps({p: t["point"].get(p) for _, p in keys if p != seed_path}, sort_keys=True)
-        groups.setdefault(label, []).append(t)
+        groups.setdefault(point_label(t["point"], keys, seed_path), []).append(t)
     rows = []
-    for members in groups.values():
+    for label, members in groups.items():
         first = members[0]["point"]
-        row = {k: first.get(p) for k, p in keys if p != seed_path}
+        row = {"_design": label, **{k: first.get(p) for k, p in keys if p != seed_path}}
         ok = [m for m in members if m["status"] == "ok"]
         row["seeds"] = len(members)
         row["failed"] = len(members) - len(ok)
+        row["capped"] = sum(bool(m.get("capped")) for m in ok)
         for m in metrics + ["train_seconds"]:
-            vals = [v for v in (_num(t.get(m)) for t in ok) if v is not None]
+            raw = [t.get(m) for t in ok]
+            vals = [v for v in (_num(r) for r in raw) if v is not None]
             row[f"{m}_mean"] = statistics.fmean(vals) if vals else None
             row[f"{m}_std"] = statistics.stdev(vals) if len(vals) > 1 else (0.0 if vals else None)
+            ci = bootstrap_ci(vals)
+            row[f"{m}_lo"], row[f"{m}_hi"] = ci if ci else (None, None)
+            never = sum(isinstance(r, float) and math.isinf(r) for r in raw)
+            if never:
+                row[f"{m}_never"] = never
+            thresholds = {t.get("solve_at") for t in ok} - {None}
+            if m in recall and vals and len(thresholds) == 1:
+                stats = solve_stats(vals, thresholds.pop())
+                row.update({f"{m}_{k}": v for k, v in stats.items()})
         errors = sorted({m.get("error", "") for m in members if m["status"] != "ok"})
         row["error"] = "; ".join(e for e in errors if e)
         rows.append(row)
-    rows.sort(key=lambda r: [str(r.get(k)) for k, p in keys if p != seed_path])
+    rows.sort(key=lambda r: [_sort_key(r.get(k)) for k, p in keys if p != seed_path])
     return rows
+
+
+def _sort_key(v: Any):
+    """Numbers in numeric order (pairs=16 before 128), then everything else as text."""
+    return (0, float(v), "") if _num(v) is not None else (1, 0.0, str(v))
 
 
 def fmt(v: Any) -> str:
@@ -67,17 +107,37 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
-def display_rows(rows: list[dict], key_names: list[str], metrics: list[str]) -> tuple[list[str], list[list[str]]]:
-    """Columns and cells: keys, then 'mean ± std' per metric (just the mean with one seed)."""
+def _cell(r: dict, m: str, multi: bool) -> str:
+    """'mean [lo, hi]' (95% bootstrap interval over seeds; just the mean with one seed); times
+    never reached by some seeds say so ('never' when no seed reached them)."""
+    mean, never = r.get(f"{m}_mean"), r.get(f"{m}_never", 0)
+    if mean is None:
+        return "never" if never else ""
+    text = f"{fmt(mean)} [{fmt(r[f'{m}_lo'])}, {fmt(r[f'{m}_hi'])}]" if multi else fmt(mean)
+    return text + (f" ({never} never)" if never else "")
+
+
+def display_rows(rows: list[dict], key_names: list[str], metrics: list[str],
+                 chosen: str | None = None) -> tuple[list[str], list[list[str]]]:
+    """Columns and cells: keys, the chosen learning rate (``chosen``: its column name, with a
+    learning-rate sweep), then per figure 'mean [95% interval]'; for recall figures with a threshold
+    the solve rate and the mean over solving seeds ('!' marks bimodal seeds); capped trials."""
     multi = any(r["seeds"] > 1 for r in rows)
-    cols = key_names + metrics + ["trial_s", "seeds", "failed"]
+    shown = [m for m in metrics if any(r.get(f"{m}_mean") is not None or r.get(f"{m}_never") for r in rows)]
+    solved = [m for m in shown if any(r.get(f"{m}_solve_rate") is not None for r in rows)]
+    cols = key_names + ([chosen] if chosen else []) + shown
+    cols += [f"{m} solved" for m in solved] + ["capped", "trial_s", "seeds", "failed"]
     cells = []
     for r in rows:
-        line = [fmt(r.get(k)) for k in key_names]
-        for m in metrics + ["train_seconds"]:
-            mean, std = r.get(f"{m}_mean"), r.get(f"{m}_std")
-            line.append("" if mean is None else (f"{fmt(mean)} ± {fmt(std)}" if multi else fmt(mean)))
-        line += [str(r["seeds"]), str(r["failed"])]
+        line = [fmt(r.get(k)) for k in key_names] + ([fmt(r.get(chosen))] if chosen else [])
+        line += [_cell(r, m, multi) for m in shown]
+        for m in solved:
+            rate, mean = r.get(f"{m}_solve_rate"), r.get(f"{m}_solved_mean")
+            n = r["seeds"] - r["failed"]
+            text = "" if rate is None else f"{round(rate * n)}/{n}" + (f" ({fmt(mean)})" if mean is not None else "")
+            line.append(text + (" !" if r.get(f"{m}_bimodal") else ""))
+        line += [f"{r['capped']}/{r['seeds'] - r['failed']}", _cell(r, "train_seconds", False), str(r["seeds"]),
+                 str(r["failed"])]
         cells.append(line)
     if any(r["error"] for r in rows):
         cols.append("error")
@@ -98,60 +158,152 @@ def markdown_table(cols: list[str], cells: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def summary(rows: list[dict], key_names: list[str], metrics: list[str]) -> list[str]:
-    """Best point per metric, and whether the runner-up is within seed noise of it."""
-    lines = []
+def _name(r: dict, key_names: list[str]) -> str:
+    return ", ".join(f"{k}={r.get(k)}" for k in key_names) or "the only point"
+
+
+def summary(rows: list[dict], key_names: list[str], metrics: list[str], values: dict[str, dict[str, dict]] | None = None,
+            recall: list[str] = ()) -> list[str]:
+    """One sentence per figure: the best point (mean, 95% interval) and, against each other point,
+    the paired difference over the seeds both ran (same seeds, same data) and whether its 95%
+    interval excludes 0. Points with capped trials are named, not ranked. Then a warning per
+    point whose seeds are bimodal. ``values``: {figure: {design label: {seed: value}}}."""
+    values = values or {}
+    lines, warnings = [], []
     key_names = [k for k in key_names if len({str(r.get(k)) for r in rows}) > 1] or key_names[:1]  # name what varies
     for m in metrics:
         better = BETTER.get(m)
         scored = [r for r in rows if r.get(f"{m}_mean") is not None]
-        if better is None or len(scored) < 1:
+        if better is None or not scored:
             continue
-        ranked = sorted(scored, key=lambda r: r[f"{m}_mean"], reverse=better is max)
-        best = ranked[0]
-        name = ", ".join(f"{k}={best.get(k)}" for k in key_names) or "the only point"
-        text = f"{m}: best {fmt(best[f'{m}_mean'])} at {name}"
-        if len(ranked) > 1:
-            second = ranked[1]
-            gap = abs(best[f"{m}_mean"] - second[f"{m}_mean"])
-            noise = (best[f"{m}_std"] or 0.0) + (second[f"{m}_std"] or 0.0)
-            other = ", ".join(f"{k}={second.get(k)}" for k in key_names)
-            if gap == 0:
-                text += f"; tied with {other}"
-            elif min(best["seeds"] - best["failed"], second["seeds"] - second["failed"]) < 2:
-                text += f"; runner-up {other} ({fmt(second[f'{m}_mean'])}): one seed, noise unknown (use --seeds)"
-            elif gap <= noise:
-                text += f"; runner-up {other} is within seed noise (gap {fmt(gap)} <= std sum {fmt(noise)})"
-            else:
-                text += f"; ahead of {other} by {fmt(gap)} (std sum {fmt(noise)})"
-        lines.append(text)
-    return lines
+        capped = [r for r in scored if r["capped"]]
+        ranked = sorted((r for r in scored if not r["capped"]), key=lambda r: r[f"{m}_mean"], reverse=better is max)
+        parts = []
+        if ranked:
+            best = ranked[0]
+            n = best["seeds"] - best["failed"]
+            interval = f", 95% CI {fmt(best[f'{m}_lo'])} to {fmt(best[f'{m}_hi'])}" if n > 1 else ""
+            parts.append(f"{m}: {_name(best, key_names)} is best ({fmt(best[f'{m}_mean'])}{interval}, {n} seed(s))")
+            per_seed = values.get(m, {})
+            for other in ranked[1:]:
+                d = paired_difference(per_seed.get(best["_design"], {}), per_seed.get(other["_design"], {}))
+                head = f"ahead of {_name(other, key_names)} ({fmt(other[f'{m}_mean'])})"
+                if d is None or d["n"] < 2:
+                    parts.append(f"{head}, but with under 2 shared seeds no interval can be given (use --seeds)")
+                elif d["excludes_zero"]:
+                    parts.append(f"{head} by {d['mean']:+.4g} paired over {d['n']} seeds (95% CI {d['low']:+.4g} to "
+                                 f"{d['high']:+.4g}, excludes 0: a real difference)")
+                else:
+                    parts.append(f"{head} by {d['mean']:+.4g} paired over {d['n']} seeds (95% CI {d['low']:+.4g} to "
+                                 f"{d['high']:+.4g}, includes 0: these seeds cannot tell them apart)")
+        if capped:
+            names = "; ".join(f"{_name(r, key_names)} ({r['capped']} of {r['seeds'] - r['failed']} seeds)" for r in capped)
+            parts.append(f"not ranked, still improving at max_epochs (capped): {names}")
+        lines.append("; ".join(parts) + ".")
+        for r in scored:
+            if r.get(f"{m}_bimodal"):
+                n = r["seeds"] - r["failed"]
+                seeds = ", ".join(fmt(v) for v in sorted(values.get(m, {}).get(r["_design"], {}).values()))
+                warnings.append(f"warning: {m} at {_name(r, key_names)} is bimodal across seeds ({seeds}; solved by "
+                                f"{round(r[f'{m}_solve_rate'] * n)}/{n}): read its solve rate, not its mean.")
+    return lines + warnings
 
 
-def write_all(out: Path, trials: list[dict], rows: list[dict], key_names: list[str], metrics: list[str]) -> list[str]:
-    """results.csv (per point), results_raw.csv (per trial), results.json, results.md, summary, plots."""
-    cols, cells = display_rows(rows, key_names, metrics)
-    flat_cols = list(rows[0].keys()) if rows else []
+@dataclass
+class Layout:
+    """What the table shows: the swept keys (``keys``), figures (``metrics``), recall figures with a
+    solve threshold (``recall``), the chosen-learning-rate column (``lr_column``, with a sweep),
+    lines printed above the table (``notes``), per-seed values for paired comparisons (``values``:
+    {figure: {design: {seed: value}}}) and the key of a capacity curve (``curve``)."""
+
+    keys: list[str]
+    metrics: list[str]
+    recall: list[str] = field(default_factory=list)
+    lr_column: str | None = None
+    notes: list[str] = field(default_factory=list)
+    values: dict = field(default_factory=dict)
+    curve: str | None = None
+
+
+def write_all(out: Path, trials: list[dict], rows: list[dict], layout: Layout) -> list[str]:
+    """results.csv (per point), results_raw.csv (per trial), results.json, results.md (notes,
+    table, summary), plots, and ``curve_<key>.csv/png`` with a curve. Returns the summary lines."""
+    cols, cells = display_rows(rows, layout.keys, layout.metrics, layout.lr_column)
+    flat_cols = [c for c in (rows[0].keys() if rows else []) if not c.startswith("_")]
+    flat_cols += sorted({c for r in rows for c in r if not c.startswith("_")} - set(flat_cols))
     with (out / "results.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=flat_cols)
+        w = csv.DictWriter(f, fieldnames=flat_cols, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    raw_cols = ["trial", "status", "error"] + metrics + ["train_seconds"]
+    raw_cols = ["trial", "status", "error", "capped", "stop"] + layout.metrics + ["train_seconds"]
     with (out / "results_raw.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["point"] + raw_cols, extrasaction="ignore")
         w.writeheader()
         for t in trials:
             w.writerow({**{c: t.get(c) for c in raw_cols}, "point": json.dumps(t["point"], sort_keys=True)})
-    (out / "results.json").write_text(json.dumps({"points": rows, "trials": trials}, indent=2, default=str))
-    lines = summary(rows, key_names, metrics)
-    (out / "results.md").write_text(markdown_table(cols, cells) + "\n\n" + "\n".join(f"- {s}" for s in lines) + "\n")
-    plot(out, trials, rows, key_names, metrics)
+    public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+    (out / "results.json").write_text(json.dumps({"points": public, "trials": trials}, indent=2, default=str))
+    lines = summary(rows, layout.keys, layout.metrics, layout.values, layout.recall)
+    notes = "".join(f"{n}\n\n" for n in layout.notes)
+    (out / "results.md").write_text(notes + markdown_table(cols, cells) + "\n\n" + "\n".join(f"- {s}" for s in lines) + "\n")
+    plot(out, trials, rows, layout.keys, layout.metrics)
+    if layout.curve:
+        metric = next((m for m in layout.recall + layout.metrics if any(r.get(f"{m}_mean") is not None for r in rows)),
+                      None)
+        if metric:
+            curve(out, rows, layout.curve, metric, layout.keys)
     return lines
 
 
+def curve(out: Path, rows: list[dict], x_key: str, metric: str, key_names: list[str]) -> Path:
+    """``curve_<x_key>.csv`` (one row per (design, x): mean, 95% interval, solve rate, seeds, capped)
+    and ``curve_<x_key>.png``: ``metric`` against x_key, one line per design (the other keys),
+    error bars the 95% intervals over seeds. Returns the PNG's path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    others = [k for k in key_names if k != x_key]
+    lines: dict[str, list[dict]] = {}
+    for r in rows:
+        lines.setdefault(", ".join(f"{k}={r.get(k)}" for k in others) or metric, []).append(r)
+    cols = ["design", x_key, "mean", "ci_low", "ci_high", "solve_rate", "solved_mean", "seeds", "capped"]
+    with (out / f"curve_{x_key}.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for design, rs in lines.items():
+            for r in sorted(rs, key=lambda r: _sort_key(r.get(x_key))):
+                w.writerow([design, r.get(x_key), r.get(f"{metric}_mean"), r.get(f"{metric}_lo"), r.get(f"{metric}_hi"),
+                            r.get(f"{metric}_solve_rate"), r.get(f"{metric}_solved_mean"), r["seeds"] - r["failed"],
+                            r["capped"]])
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for design, rs in lines.items():
+        rs = sorted((r for r in rs if r.get(f"{metric}_mean") is not None), key=lambda r: _sort_key(r.get(x_key)))
+        xs = [float(r[x_key]) for r in rs]
+        ys = [r[f"{metric}_mean"] for r in rs]
+        err = [[max(0.0, y - r[f"{metric}_lo"]) for y, r in zip(ys, rs)],
+               [max(0.0, r[f"{metric}_hi"] - y) for y, r in zip(ys, rs)]]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=design)
+        for x, y, r in zip(xs, ys, rs):  # a capped point is not a converged figure: say so on the plot
+            if r["capped"]:
+                ax.annotate("capped", (x, y), fontsize=6, textcoords="offset points", xytext=(3, 3))
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted({float(r[x_key]) for r in rows}), [fmt(v) for v in sorted({r[x_key] for r in rows})])
+    ax.set_xlabel(x_key)
+    ax.set_ylabel(f"{metric} (mean, 95% CI over seeds)")
+    ax.set_title(f"{metric} against {x_key}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / f"curve_{x_key}.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot(out: Path, trials: list[dict], rows: list[dict], key_names: list[str], metrics: list[str]) -> None:
-    """metric_vs_<key>.png (mean ± std error bars, one line per value of the other keys) and
-    learning_curves.png (val figures by epoch, one line per trial)."""
+    """metric_vs_<key>.png (mean with 95% interval error bars, one line per value of the other
+    keys) and learning_curves.png (val figures by epoch, one line per trial)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,7 +312,7 @@ def plot(out: Path, trials: list[dict], rows: list[dict], key_names: list[str], 
     shown = [m for m in metrics if any(r.get(f"{m}_mean") is not None for r in rows)][:4]
     varying = [k for k in key_names if len({str(r.get(k)) for r in rows}) > 1]
     for key in varying:
-        values = sorted({str(r.get(key)) for r in rows})
+        values = [str(v) for v in sorted({r.get(key) for r in rows}, key=_sort_key)]
         others = [k for k in varying if k != key]
         fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(4 * max(len(shown), 1), 3.2), squeeze=False)
         for ax, m in zip(axes[0], shown):
@@ -171,8 +323,10 @@ def plot(out: Path, trials: list[dict], rows: list[dict], key_names: list[str], 
             for label, rs in lines.items():
                 rs = [r for r in rs if r.get(f"{m}_mean") is not None]
                 xs = [values.index(str(r.get(key))) for r in rs]
-                ax.errorbar(xs, [r[f"{m}_mean"] for r in rs], yerr=[r[f"{m}_std"] or 0 for r in rs],
-                            marker="o", capsize=3, label=label)
+                ys = [r[f"{m}_mean"] for r in rs]
+                err = [[max(0.0, y - r[f"{m}_lo"]) for y, r in zip(ys, rs)],
+                       [max(0.0, r[f"{m}_hi"] - y) for y, r in zip(ys, rs)]]
+                ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
             ax.set_xticks(range(len(values)), values)
             ax.set_xlabel(key)
             ax.set_title(m)

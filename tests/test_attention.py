@@ -177,3 +177,15 @@ def test_under_bf16_autocast_the_memory_state_stays_fp32():
     sk = feature(k.float())
     torch.testing.assert_close(state.memory.z.sum(1), sk.sum(2), rtol=1e-6, atol=1e-5)
     torch.testing.assert_close(state.memory.M.sum(1), torch.einsum("bhtd,bhte->bhde", sk, v.float()), rtol=1e-5, atol=1e-5)
+
+
+def test_normalised_memory_norm_landmark_is_the_direction_of_z():
+    """ℓ = z/‖z‖ by hand; writing the same segment twice doubles z (and the raw landmark) but not
+    the normalised one, so selection does not harden as a memory fills."""
+    from memkit.blocks.landmark import Landmark
+
+    z = torch.tensor([[[[3.0, 4.0]], [[0.0, 0.0]]]])  # [B=1, N=2, H=1, d=2]; memory 1 never written
+    lm = Landmark("memory_norm_normalised", 2)
+    torch.testing.assert_close(lm.landmarks(z, None, None), torch.tensor([[[[0.6, 0.8]], [[0.0, 0.0]]]]))
+    torch.testing.assert_close(lm.landmarks(2 * z, None, None), lm.landmarks(z, None, None))
+    torch.testing.assert_close(Landmark("memory_norm", 2).landmarks(2 * z, None, None), 2 * z)

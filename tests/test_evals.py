@@ -242,3 +242,19 @@ def test_reports_order_scores_each_fact_forward_then_backward_one_call_each():
     for key in ("reports_forward_ppl", "reports_backward_ppl"):
         assert ordered[key] == pytest.approx(batched[key], rel=1e-6)
     assert ordered["reports_backward_ppl"] > 10 * ordered["reports_forward_ppl"]
+
+
+def test_accuracy_by_segment_for_any_data_with_targets():
+    """Text-like data, no recall task: a model that knows rows 0-1 fully and row 2 only in its first
+    half. T = 8 in segments of 3 (the last has 2): row 2's positions 4-7 are wrong."""
+    from memkit.eval.metrics import accuracy_by_segment
+
+    ids, targets = text_data(n=3, T=8)
+    known = [torch.cat((ids[i], targets[i, -1:])).tolist() for i in range(2)]
+    known.append(torch.cat((ids[2], targets[2, -1:])).tolist()[:5])  # row 2: next tokens of positions 0-3
+    targets = targets.clone()
+    targets[1, 0] = IGNORE  # one unscored position: counted nowhere
+    acc = accuracy_by_segment(Lookup(11, known), (ids, targets), 3, batch_size=2)
+    # segment 0 (positions 0-2): 8 scored, all right; segment 1 (3-5): row 2 right at 3 only -> 7/9;
+    # segment 2 (6-7): row 2 wrong at both -> 4/6
+    assert acc == {0: 1.0, 1: pytest.approx(7 / 9), 2: pytest.approx(4 / 6)}

@@ -21,7 +21,12 @@ def grid(*args, timeout=600):
     [
         (["--space", "colour=red"], ["unknown --space key", "memories"]),
         (["--space", "memories=four"], ["memories", "integer"]),
-        (["--space", "memories=0"], ["num_memories", "greater than or equal to 1"]),
+        (["--space", "memories=-1"], ["num_memories", "greater than or equal to 1"]),
+        (["--space", "pairs=30"], ["pairs (30)", "multiple of the pairs per segment"]),
+        (["--lr-sweep", "fast"], ["--lr-sweep", "not a number"]),
+        (["--lr-sweep", "1e-3"], ["--lr-sweep", "at least 2"]),
+        (["--lr-sweep", "1e-3,1e-2", "--space", "lr=1e-3"], ["--lr-sweep", "--space lr"]),
+        (["--space", "memories=1,4", "--plot", "pairs"], ["--plot 'pairs'", "memories"]),
         (["--space", "update=sideways"], ["update", "linear, delta"]),
         (["--recipe", "nope"], ["unknown --recipe", "infini_pythia"]),
         (["--preset", "huge"], ["unknown --preset", "tiny"]),
@@ -63,6 +68,10 @@ def test_two_point_grid_end_to_end(tmp_path):
     data = json.loads((out / "results.json").read_text())
     assert len(data["points"]) == 2 and all(t["status"] == "ok" for t in data["trials"])
     assert len((out / "trials.jsonl").read_text().splitlines()) == 2
-    assert (out / "results.md").read_text().startswith("| memories |")
+    md = (out / "results.md").read_text()
+    assert md.startswith("Figures come from a test split") and "\n| memories |" in md
+    # one epoch at the cap: neither point is ranked, both are named capped
+    assert "not ranked, still improving at max_epochs (capped): memories=1 (1 of 1 seeds); memories=2" in md
+    assert "epoch 1" in (out / "progress.log").read_text()
     assert (out / "metric_vs_memories.png").stat().st_size > 0 and (out / "learning_curves.png").stat().st_size > 0
     assert "recall_acc" in res.stdout and "memories" in res.stdout  # the printed table

@@ -67,3 +67,38 @@ def test_memory_shape_follows_the_model_and_errors_name_fields():
         small(memory_layer=5)
     with pytest.raises(SpecError, match="local_window"):
         small(local_window="sliding")
+
+
+def test_plain_model_with_segment_window_cannot_see_an_earlier_segment():
+    """The no-memory baseline: local attention alone. Changing segment 0 changes no later logit in
+    'segment' mode; in 'full' mode it does (so the check can tell the two apart)."""
+    torch.manual_seed(0)
+    for window, reaches in [("segment", False), ("full", True)]:
+        model = small(local_window=window, memory_layer=None).build().double().eval()
+        assert model.memory is None
+        x = torch.randint(0, 40, (2, 12))
+        x2 = x.clone()
+        x2[:, :4] = (x2[:, :4] + 7) % 40
+        later, later2 = model(x)[0][:, 4:], model(x2)[0][:, 4:]
+        assert torch.allclose(later, later2) != reaches, window
+    assert model(x)[1] is None and small(local_window="segment", memory_layer=None).build().segment_len == 4
+
+
+def test_zero_memories_is_the_plain_model_with_the_same_window():
+    spec = small(local_window="segment", memory=dict(segment_len=4, num_memories=0))
+    assert spec.memory_layer is None and spec.local_window == "segment"
+    model = spec.build()
+    assert model.memory is None and model.memory_nbytes() == 0
+    with pytest.raises(ValueError, match="multiple of segment_len"):  # it keeps the segment window
+        model(torch.randint(0, 40, (1, 6)))
+
+
+def test_dropout_settings_reach_the_model():
+    model = small(hidden_dropout=0.25, attention_dropout=0.5).build()
+    assert model.hf.config.hidden_dropout == 0.25 and model.hf.config.attention_dropout == 0.5
+    torch.manual_seed(0)
+    x = torch.randint(0, 40, (1, 8))
+    model.train()
+    assert not torch.equal(model(x)[0], model(x)[0])  # dropout is on in training
+    model.eval()
+    assert torch.equal(model(x)[0], model(x)[0])

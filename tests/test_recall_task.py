@@ -49,3 +49,27 @@ def test_a_model_given_the_answers_scores_100_percent():
 def test_bad_task_values_name_the_field(fields, name):
     with pytest.raises(SpecError, match=name):
         RecallTask.create(**fields)
+
+
+def test_test_split_and_fresh_epochs_are_streams_of_their_own():
+    from memkit.eval.tasks.recall import stream
+
+    task = RecallTask(num_train=4, num_val=4, num_test=4)
+    (tr, _), (va, _) = task.splits(0)
+    te, _ = task.test_split(0)
+    e1, e2 = task.train_epoch(0, 1)[0], task.train_epoch(0, 2)[0]
+    assert torch.equal(e1, tr) and not torch.equal(e2, tr)
+    assert not any(torch.equal(te, x) for x in (tr, va, e2))
+    streams = {stream(s, split, e) for s in range(50) for split, e in [("train", 1), ("val", 1), ("test", 1)]}
+    streams |= {stream(s, "train", e) for s in range(50) for e in range(2, 50)}
+    assert len(streams) == 50 * 3 + 50 * 48  # no two (seed, split, epoch) share a generator seed
+
+
+def test_pairs_set_the_write_segments_of_the_recipe():
+    from recipes.infini_pythia import tiny
+
+    spec = tiny().with_overrides(pairs=128)
+    per = spec.model.memory.segment_len // 2
+    assert spec.task.write_segments == 128 // per and spec.task.num_groups >= spec.task.write_segments
+    with pytest.raises(SpecError, match="multiple of the pairs per segment"):
+        tiny().with_overrides(pairs=per + 1)

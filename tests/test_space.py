@@ -55,7 +55,7 @@ def test_malformed_values_are_one_clear_line(item, words):
 
 def test_out_of_range_value_is_rejected_before_any_trial():
     with pytest.raises(SpaceError, match="num_memories"):
-        grid_points(tiny(), parse("memories=0,4"))
+        grid_points(tiny(), parse("memories=-1,4"))
     with pytest.raises(SpaceError, match="num_heads"):
         grid_points(tiny(), parse("heads=3"))
 

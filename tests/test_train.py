@@ -81,3 +81,105 @@ def test_seed_makes_runs_repeatable():
         return model.table.weight.detach().clone()
 
     assert torch.equal(once(), once())
+
+
+class Scripted(nn.Module):
+    """Validation outputs scripted by the number of training steps taken (a buffer, so restoring the
+    best epoch restores its outputs). One batch per epoch: step k = after epoch k.
+
+    Two scored positions, target 0 at both:
+    - after epoch 1: right at both, barely (logit margin 0.1): acc 1.0, loss -log σ(0.1) ≈ 0.644;
+    - after epoch 2: one confident right (margin 5), one barely wrong: acc 0.5, loss ≈ 0.375;
+    - after that: wrong at both (margin 5): acc 0.0, loss ≈ 5.007."""
+
+    SCRIPT = {1: [[0.1, 0.0], [0.1, 0.0]], 2: [[5.0, 0.0], [0.0, 0.1]]}
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def forward(self, ids):
+        if self.training:
+            self.steps += 1
+        rows = self.SCRIPT.get(int(self.steps), [[0.0, 5.0], [0.0, 5.0]])
+        logits = torch.tensor(rows).expand(ids.shape[0], 2, 2) + 0 * self.w
+        return logits, None
+
+
+def scripted_data():
+    return torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long)
+
+
+@pytest.mark.parametrize("monitor, best_epoch, restored_acc", [("acc", 1, 1.0), ("loss", 2, 0.5)])
+def test_early_stopping_and_restore_follow_the_monitored_figure(monitor, best_epoch, restored_acc):
+    model = Scripted()
+    spec = TrainSpec(lr=0.1, max_epochs=10, patience=2, batch_size=1, warmup_steps=0, monitor=monitor)
+    res = train(model, scripted_data(), scripted_data(), spec, progress=False)
+    assert res.best_epoch == best_epoch and res.stop == "converged" and not res.capped
+    assert len(res.history) == best_epoch + 2  # patience 2 after the best epoch
+    assert evaluate(model, scripted_data(), 1)["acc"] == restored_acc
+
+
+def test_a_run_stops_when_solved_and_is_flagged_capped_at_the_cap():
+    spec = TrainSpec(lr=0.1, max_epochs=10, patience=5, batch_size=1, warmup_steps=0, monitor="acc", solve_at=0.99)
+    res = train(Scripted(), scripted_data(), scripted_data(), spec, progress=False)
+    assert res.stop == "solved" and len(res.history) == 1 and not res.capped
+    # at the cap before patience runs out: still improving as far as the run can tell
+    res = train(Scripted(), scripted_data(), scripted_data(), spec.with_overrides(solve_at=None, max_epochs=2),
+                progress=False)
+    assert res.stop == "cap" and res.capped and len(res.history) == 2
+
+
+def test_min_delta_makes_small_gains_count_as_flat():
+    # loss 0.644 -> 0.375 is a gain of 0.269: it resets patience with min_delta 0.2, not with 0.3
+    base = TrainSpec(lr=0.1, max_epochs=10, patience=1, batch_size=1, warmup_steps=0, monitor="loss")
+    res = train(Scripted(), scripted_data(), scripted_data(), base.with_overrides(min_delta=0.2), progress=False)
+    assert len(res.history) == 3 and res.best_epoch == 2
+    res = train(Scripted(), scripted_data(), scripted_data(), base.with_overrides(min_delta=0.3), progress=False)
+    assert len(res.history) == 2 and res.best_epoch == 2  # still restored: the best epoch is the lowest loss
+
+
+def test_time_to_a_share_of_the_final_recall():
+    from memkit.training.trainer import TrainResult
+
+    accs = [0.1, 0.3, 0.8, 0.9, 0.85]
+    res = TrainResult(history=[{"epoch": i + 1, "val_acc": a} for i, a in enumerate(accs)], best={"val_acc": 0.9},
+                      tokens_per_epoch=1000)
+    assert res.time_to(0.5) == (3, 3000)  # 0.45 first reached at epoch 3
+    assert res.time_to(0.9) == (4, 4000)  # 0.81 first reached at epoch 4
+    res.best = {"val_acc": 0.0}
+    assert res.time_to(0.5) == (None, None)  # nothing learned: never
+
+
+def test_warmup_then_cosine_learning_rate():
+    from memkit.training.trainer import lr_factor
+
+    spec = TrainSpec(warmup_steps=2, schedule="cosine", final_lr=0.1)
+    # warmup 1/2, 2/2; then cosine over the 8 remaining steps from 1 to 0.1: halfway 0.55, end 0.1
+    assert [lr_factor(s, 10, spec) for s in (0, 1, 2)] == [0.5, 1.0, 1.0]
+    assert lr_factor(6, 10, spec) == pytest.approx(0.55) and lr_factor(10, 10, spec) == pytest.approx(0.1)
+    assert lr_factor(6, 10, spec.with_overrides(schedule="constant")) == 1.0
+
+
+def test_fresh_samples_draw_new_data_every_epoch():
+    asked = []
+
+    def draw(epoch):
+        asked.append(epoch)
+        return shift_data(16, seed=epoch)
+
+    spec = TrainSpec(lr=0.5, max_epochs=3, patience=5, batch_size=8, warmup_steps=0, fresh_samples=True)
+    train(Bigram(5), draw, shift_data(8, seed=99), spec, progress=False)
+    assert asked == [1, 2, 3]
+    with pytest.raises(ValueError, match="fresh_samples"):
+        train(Bigram(5), shift_data(16), shift_data(8), spec, progress=False)
+
+
+def test_each_epoch_is_a_log_line_without_a_terminal(caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="memkit.train"):
+        train(Bigram(5), shift_data(16), shift_data(8, seed=1), TrainSpec(max_epochs=2, batch_size=8), progress=False)
+    lines = [r.getMessage() for r in caplog.records if r.name == "memkit.train"]
+    assert len(lines) == 2 and lines[0].startswith("epoch   1") and "val_acc=" in lines[1]

@@ -345,11 +345,12 @@ class MemoryAttention(nn.Module):
         before, empty = [], mem.empty
         for s in range(S):
             memory = mem.unstacked(M_before[:, s], z_before[:, s], mem.writes + s)
-            before.append(Memories(replace(memory, empty=empty), *((sums[0][:, s], sums[1][:, s]) if sums else ())))
+            lm = (sums[0][:, s], sums[1][:, s]) if sums else (start.lm_sum, start.lm_count)  # no write: as they were
+            before.append(Memories(replace(memory, empty=empty), *lm))
             if s < full:
                 empty = empty - {targets[s]}
         after = replace(mem.unstacked(M_after, z_after, mem.writes + full), empty=empty)
-        return before, Memories(after, *(sums[2:] if sums else ()))
+        return before, Memories(after, *(sums[2:] if sums else (start.lm_sum, start.lm_count)))
 
     def _chunk_summaries(self, seg: Segments) -> tuple[torch.Tensor, int] | None:
         """What each complete segment adds to the landmark sums: ([B,full,H,...], count per segment);
@@ -516,9 +517,9 @@ class MemoryAttentionSpec(Spec):
     # The fields below apply when num_memories > 1.
     write_policy: Literal["round_robin", "fill", "nearest"] = Field("round_robin", description="which memory a segment goes to")
     fill_segments: int = Field(1, ge=1, description="segments per memory before the next (fill policy)")
-    landmark: Literal["memory_norm", "mean_k", "learned", "hsa", "hsa_last_keys"] = Field(
-        "memory_norm", description="memory summary (hsa_last_keys: report 000's per-head encoder over each memory's "
-        "last hsa_keys raw keys)")
+    landmark: Literal["memory_norm", "memory_norm_normalised", "mean_k", "learned", "hsa", "hsa_last_keys"] = Field(
+        "memory_norm", description="memory summary (memory_norm_normalised: z/‖z‖; hsa_last_keys: report 000's "
+        "per-head encoder over each memory's last hsa_keys raw keys)")
     selection: Literal["soft", "hard"] = Field("soft", description="softmax over memories, or top-k")
     top_k: int = Field(1, ge=1, description="memories read by hard selection")
     selection_query: Literal["q", "projection"] = Field("q", description="Q, or a separate projection Q_slc")

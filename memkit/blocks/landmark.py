@@ -2,6 +2,8 @@
 
 Types:
 - ``memory_norm``: ℓ_n = z_n = Σσ(k) (free: a by-product of writing; no parameters);
+- ``memory_norm_normalised``: ℓ_n = z_n / ‖z_n‖ (the direction only: selection scores no longer
+  grow with every write, so the softmax does not harden as a memory fills);
 - ``mean_k``: the running mean of the raw keys written to memory n;
 - ``learned``: a Linear(d → d) map of z_n, shared across heads (d² parameters: 4,096 at d = 64);
 - ``hsa``: a ChunkEncoder (arXiv:2510.17196, as used by HSA, arXiv:2511.23319): a 2-layer
@@ -29,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-LandmarkType = Literal["memory_norm", "mean_k", "learned", "hsa", "hsa_last_keys"]
+LandmarkType = Literal["memory_norm", "memory_norm_normalised", "mean_k", "learned", "hsa", "hsa_last_keys"]
 
 
 class ChunkEncoder(nn.Module):
@@ -118,6 +120,8 @@ class Landmark(nn.Module):
     def landmarks(self, z: torch.Tensor, lm_sum: torch.Tensor | None, lm_count: torch.Tensor | None) -> torch.Tensor:
         if self.type == "memory_norm":
             return z
+        if self.type == "memory_norm_normalised":
+            return z / z.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # an unwritten z = 0 stays 0
         if self.type == "learned":
             return self.map(z)
         if self.type == "hsa_last_keys":

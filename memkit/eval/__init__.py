@@ -1,12 +1,12 @@
 """Evaluation: metrics over next-token predictions (``metrics``: perplexity, position-wise
-perplexity, completion scores, peak memory) and synthetic tasks with their configs beside their
+perplexity, accuracy by segment, completion scores, peak memory) and synthetic tasks with their configs beside their
 generators (``tasks``: recall / MQAR, passkey, reversal curse, memory selection accuracy)."""
 
-from memkit.eval.metrics import completion_scores, peak_memory_mb, position_buckets, position_ppl
+from memkit.eval.metrics import accuracy_by_segment, completion_scores, peak_memory_mb, position_buckets, position_ppl
 from memkit.eval.tasks.passkey import PasskeyTask, accuracy_by_depth
 from memkit.eval.tasks.recall import RecallTask, accuracy_by_distance
 from memkit.eval.tasks.reversal import ReversalTask
 from memkit.eval.tasks.selection import selection_accuracy
 
-__all__ = ["PasskeyTask", "RecallTask", "ReversalTask", "accuracy_by_depth", "accuracy_by_distance",
+__all__ = ["PasskeyTask", "RecallTask", "ReversalTask", "accuracy_by_depth", "accuracy_by_distance", "accuracy_by_segment",
            "completion_scores", "peak_memory_mb", "position_buckets", "position_ppl", "selection_accuracy"]

@@ -41,6 +41,24 @@ def correct_count(logits: torch.Tensor, targets: torch.Tensor) -> tuple[int, int
     return int(hits.sum()), int(mask.sum())
 
 
+def accuracy_by_segment(model, data: tuple[torch.Tensor, torch.Tensor], segment_len: int,
+                        batch_size: int = 32) -> dict[int, float]:
+    """{segment index: share of its scored targets the argmax gets right}, for any ``data`` =
+    (ids [n,T], targets [n,T]) with -100 where nothing is scored; segments of ``segment_len``
+    tokens (the last may be shorter), only those with scored targets."""
+    T = data[0].shape[1]
+    S = -(-T // segment_len)
+    hits = torch.zeros(S, dtype=torch.long)
+    count = torch.zeros(S, dtype=torch.long)
+    seg = torch.arange(T) // segment_len
+    for logits, y in batch_logits(model, data, batch_size):
+        mask = (y != IGNORE).cpu()
+        hit = ((logits.argmax(-1) == y).cpu() & mask)
+        hits.index_add_(0, seg, hit.sum(0))
+        count.index_add_(0, seg, mask.sum(0))
+    return {s: float(hits[s]) / int(count[s]) for s in range(S) if count[s] > 0}
+
+
 def position_buckets(seq_len: int) -> list[tuple[int, int]]:
     """The reports' buckets 0-16, 16-32, 32-64, 64-96, 96-256, then doubling (256-512, ...), cut at seq_len."""
     edges = [0, 16, 32, 64, 96, 256]

@@ -5,7 +5,8 @@ No weights or tokenizers are downloaded: the model is built from ``GPTNeoXConfig
 ``local_window`` says what the plain layers see:
 - ``segment``: every layer sees only the current segment; the memory state is the only path
   back to earlier segments (what Infini-attention's long-context claim is about, and what
-  makes a recall task decide between memory designs);
+  makes a recall task decide between memory designs). A plain model (``memory_layer=None``)
+  keeps the same window: local attention alone, the baseline a memory design must beat;
 - ``full``: the plain layers attend over the whole input (the reports' setting: there,
   layers 1-5 can read the early tokens directly and the memory layer matters little).
 
@@ -73,6 +74,8 @@ class MemoryLM(nn.Module):
         initializer_range: float = 0.02,
         memory_init: str = "torch",
         memory_residual: str = "parallel",
+        hidden_dropout: float = 0.0,
+        attention_dropout: float = 0.0,
     ):
         super().__init__()
         from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
@@ -88,10 +91,13 @@ class MemoryLM(nn.Module):
             use_parallel_residual=True,
             tie_word_embeddings=False,
             initializer_range=initializer_range,
+            hidden_dropout=hidden_dropout,
+            attention_dropout=attention_dropout,
             attn_implementation="sdpa",
         )
         self.hf = GPTNeoXForCausalLM(config)
         self.memory_layer, self.local_window = memory_layer, local_window
+        self.window_len = memory.segment_len  # 'segment' mode: the plain model keeps the memory model's window
         self.memory: MemoryAttention | None = None
         if memory_layer is not None:
             self.memory = memory.build()
@@ -108,10 +114,11 @@ class MemoryLM(nn.Module):
 
     @property
     def segment_len(self) -> int | None:
-        """Tokens per memory segment; None for a plain model or when each call is one segment."""
-        if self.memory is None or self.memory.segmentation == "whole_call":
-            return None
-        return self.memory.segment_len
+        """Tokens per segment: the memory's (None when each call is one segment), or the window of a plain
+        model in 'segment' mode (else None)."""
+        if self.memory is not None:
+            return None if self.memory.segmentation == "whole_call" else self.memory.segment_len
+        return self.window_len if self.local_window == "segment" else None
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -123,14 +130,14 @@ class MemoryLM(nn.Module):
     def forward(self, input_ids: torch.Tensor, state: MemoryAttentionState | None = None, memory=None):
         """``memory`` forces the memory every segment is written to (see ``MemoryBuilder``)."""
         B, T = input_ids.shape
-        if self.memory is None:
-            return self.hf(input_ids, use_cache=False).logits, None
         ids = input_ids
-        if self.local_window == "segment" and self.memory.segmentation == "fixed":  # whole_call: the call is the window
-            L = self.memory.segment_len
+        if self.local_window == "segment" and self.segment_len:  # whole_call: the call is the window
+            L = self.window_len
             if T % L:
                 raise ValueError(f"input length {T} must be a multiple of segment_len {L} in 'segment' mode")
             ids = input_ids.reshape(B * (T // L), L)  # each segment its own row for the plain layers
+        if self.memory is None:
+            return self.hf(ids, use_cache=False).logits.reshape(B, T, -1), None
         box = _StateBox(state, B, memory)
         logits = self.hf(ids, use_cache=False, memkit_box=box).logits
         return logits.reshape(B, T, -1), box.state
@@ -157,6 +164,8 @@ class MemoryLMSpec(Spec):
     memory_residual: Literal["parallel", "sequential"] = Field(
         "parallel", description="the memory layer's block: GPT-NeoX's parallel residual, or attention then MLP "
         "(report 000's code)")
+    hidden_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on each layer's attention and MLP outputs")
+    attention_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the plain layers' attention weights")
 
     @model_validator(mode="before")
     @classmethod
@@ -165,6 +174,9 @@ class MemoryLMSpec(Spec):
         if isinstance(data, dict):
             memory = data.get("memory", {})
             memory = memory.model_dump() if isinstance(memory, MemoryAttentionSpec) else dict(memory)
+            if memory.get("num_memories") == 0:  # the grid's "memories=0": no memory layer, same window
+                memory["num_memories"] = 1
+                data = {**data, "memory_layer": None}
             memory["hidden_size"] = data.get("hidden_size", cls.model_fields["hidden_size"].default)
             memory["num_heads"] = data.get("num_heads", cls.model_fields["num_heads"].default)
             data = {**data, "memory": memory}

@@ -1,4 +1,11 @@
-"""Trainer: AdamW, early stopping that restores the best epoch, seed control, progress.
+"""Trainer: AdamW, a warmup then constant or cosine learning rate, training until convergence
+(early stopping on val loss or on the task's accuracy, restoring the best epoch; or until solved),
+seed control, progress.
+
+A run ends for one of three reasons (``TrainResult.stop``): ``solved`` (val accuracy reached
+``solve_at``), ``converged`` (the monitored figure did not improve by more than ``min_delta`` for
+``patience`` epochs) or ``cap`` (``max_epochs``, a safety cap: such a run was still improving and
+is flagged ``capped``).
 
 Gate logits (parameters tagged ``memkit_group = "gate"``) get their own learning rate and no
 weight decay: public Infini-attention ports saw gates stuck at 0.5 without this.
@@ -7,12 +14,13 @@ weight decay: public Infini-attention ports saw gates stuck at 0.5 without this.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import random
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Callable, Literal, Union
 
 import torch
 from pydantic import Field
@@ -22,16 +30,30 @@ from memkit.eval.metrics import correct_count, masked_loss, perplexity, token_nl
 from memkit.models.inference import batch_logits
 from memkit.spec import Spec
 
+log = logging.getLogger("memkit.train")
+
+Data = tuple[torch.Tensor, torch.Tensor]
+# training data: fixed tensors, or a function epoch (1, 2, ...) -> tensors drawn for that epoch
+TrainData = Union[Data, Callable[[int], Data]]
+
 
 class TrainSpec(Spec):
     lr: float = Field(1e-3, gt=0, le=10, description="learning rate")
     gate_lr: float = Field(1e-2, gt=0, le=10, description="learning rate of memory gates")
     weight_decay: float = Field(0.01, ge=0, le=1)
     batch_size: int = Field(32, ge=1)
-    max_epochs: int = Field(10, ge=1)
-    patience: int = Field(3, ge=1, description="epochs without val improvement before stopping")
+    max_epochs: int = Field(10, ge=1, description="safety cap; a run still improving there is flagged capped")
+    patience: int = Field(3, ge=1, description="epochs without val improvement before stopping (converged)")
+    monitor: Literal["loss", "acc"] = Field("loss", description="early stopping and best epoch on val loss, or on "
+                                            "val accuracy (a recall task's own metric)")
+    min_delta: float = Field(0.0, ge=0, description="an epoch improves only if the monitored figure gets better by more")
+    solve_at: float | None = Field(None, gt=0, le=1, description="stop once val accuracy reaches this (solved)")
     grad_clip: float = Field(1.0, gt=0)
     warmup_steps: int = Field(50, ge=0)
+    schedule: Literal["constant", "cosine"] = Field("constant", description="after warmup: constant, or cosine decay "
+                                                    "to final_lr × lr at max_epochs")
+    final_lr: float = Field(0.1, ge=0, le=1, description="cosine: the last learning rate as a share of lr")
+    fresh_samples: bool = Field(False, description="draw new synthetic training samples every epoch")
     seed: int = Field(0, ge=0)
     threads: int = Field(0, ge=0, description="torch CPU threads (0 = leave as is)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
@@ -48,6 +70,24 @@ class TrainResult:
     seconds_per_epoch: float = 0.0
     tokens_per_second: float = 0.0
     stopped_early: bool = False
+    stop: Literal["solved", "converged", "cap"] = "cap"
+    tokens_per_epoch: int = 0
+
+    @property
+    def capped(self) -> bool:
+        """Ended at max_epochs neither solved nor flat for ``patience`` epochs: still improving."""
+        return self.stop == "cap"
+
+    def time_to(self, share: float, key: str = "val_acc") -> tuple[int | None, int | None]:
+        """(epochs, training tokens) until ``key`` first reached ``share`` of its best-epoch value
+        (the value the restored model has); (None, None): never (nothing learned, or no history)."""
+        final = self.best.get(key)
+        if final is None or not math.isfinite(final) or final <= 0:
+            return None, None
+        for row in self.history:
+            if row[key] >= share * final:
+                return row["epoch"], row["epoch"] * self.tokens_per_epoch
+        return None, None
 
 
 def seed_everything(seed: int) -> None:
@@ -87,6 +127,17 @@ def reset_shared_memories(model: nn.Module, moment: str) -> None:
             mod.reset_shared(moment)
 
 
+def lr_factor(step: int, total: int, spec: TrainSpec) -> float:
+    """The learning rate at optimiser step ``step`` (0-based) as a share of ``lr``: linear warmup
+    over ``warmup_steps``, then constant, or cosine from 1 down to ``final_lr`` at step ``total``."""
+    if spec.warmup_steps and step < spec.warmup_steps:
+        return (step + 1) / spec.warmup_steps
+    if spec.schedule == "constant":
+        return 1.0
+    done = min(1.0, (step - spec.warmup_steps) / max(1, total - spec.warmup_steps))
+    return spec.final_lr + (1 - spec.final_lr) * 0.5 * (1 + math.cos(math.pi * done))
+
+
 def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], batch_size: int) -> dict:
     """val loss, perplexity and accuracy over scored positions of ``data`` = (ids, targets). A validation
     starts: batch-shared memories reset as their regime says."""
@@ -101,17 +152,21 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], batch_si
 
 def train(
     model: nn.Module,
-    train_data: tuple[torch.Tensor, torch.Tensor],
-    val_data: tuple[torch.Tensor, torch.Tensor],
+    train_data: TrainData,
+    val_data: Data,
     spec: TrainSpec,
     on_epoch: Callable[[dict], None] | None = None,
     progress: bool | None = None,
 ) -> TrainResult:
     """Train ``model`` (forward(ids) -> (logits, state)) on (ids [n,T], targets [n,T]).
 
-    Each epoch: one pass over shuffled train data, then validation. Stops after ``patience``
-    epochs without a lower val loss and restores the best epoch's weights. ``on_epoch``
-    receives each epoch's figures as they come.
+    ``train_data`` is the tensors, or a function epoch -> tensors (``fresh_samples``: new draws
+    every epoch, the same n each time). Each epoch: one pass over shuffled train data, then
+    validation. Stops when solved (val accuracy >= ``solve_at``), after ``patience`` epochs without
+    the monitored figure (val loss, or val accuracy) improving by more than ``min_delta``, or at
+    ``max_epochs``; restores the best epoch's weights. ``on_epoch`` receives each epoch's figures
+    as they come; each epoch is also a line on the ``memkit.train`` logger (and on stderr with
+    ``progress``).
     """
     from tqdm.auto import tqdm
 
@@ -120,31 +175,39 @@ def train(
         torch.set_num_threads(spec.threads)
     if progress is None:
         progress = sys.stderr.isatty()
+    bar_on = progress and sys.stderr.isatty()  # a bar redraws in place: only where a terminal shows it
+    draw = train_data if callable(train_data) else None
+    if spec.fresh_samples and draw is None:
+        raise ValueError("fresh_samples needs train_data as a function epoch -> (ids, targets)")
     if spec.device == "cuda" or (spec.device == "auto" and torch.cuda.is_available()):
         model.to("cuda")
     device = next(model.parameters()).device
     opt = torch.optim.AdamW(param_groups(model, spec))
     base_lrs = [g["lr"] for g in opt.param_groups]
-    ids, targets = train_data
+    ids, targets = draw(1) if draw is not None else train_data
     n, T = ids.shape
     steps_per_epoch = math.ceil(n / spec.batch_size)
     gen = torch.Generator().manual_seed(spec.seed)
+    # the monitored figure, signed so that larger is better
+    score = (lambda r: r["val_acc"]) if spec.monitor == "acc" else (lambda r: -r["val_loss"])
 
-    result, best_loss, best_state, bad, step = TrainResult(), math.inf, None, 0, 0
+    result, best_score, best_state, bad, step = TrainResult(tokens_per_epoch=n * T), -math.inf, None, 0, 0
     train_seconds, train_tokens = 0.0, 0
     model.train()
     for epoch in range(1, spec.max_epochs + 1):
         t0 = time.perf_counter()
+        if draw is not None and epoch > 1:
+            ids, targets = draw(epoch)
         reset_shared_memories(model, "training" if epoch == 1 else "epoch")  # the reports' batch-shared memories
         order = torch.randperm(n, generator=gen)
         nll_sum, scored = 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", disable=not progress, leave=False)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", disable=not bar_on, leave=False)
         for i in bar:
             idx = order[i * spec.batch_size : (i + 1) * spec.batch_size]
             x, y = ids[idx].to(device), targets[idx].to(device)
-            warm = min(1.0, (step + 1) / spec.warmup_steps) if spec.warmup_steps else 1.0
+            factor = lr_factor(step, spec.max_epochs * steps_per_epoch, spec)
             for g, lr in zip(opt.param_groups, base_lrs):
-                g["lr"] = lr * warm
+                g["lr"] = lr * factor
             logits, _ = model(x)
             loss = masked_loss(logits, y)
             opt.zero_grad(set_to_none=True)
@@ -154,7 +217,7 @@ def train(
             step += 1
             k = int((y != -100).sum())
             nll_sum, scored = nll_sum + float(loss.detach()) * k, scored + k
-            if progress:
+            if bar_on:
                 bar.set_postfix(loss=f"{float(loss):.3f}")
         seconds = time.perf_counter() - t0
         train_seconds += seconds
@@ -168,30 +231,36 @@ def train(
             "val_ppl": val["ppl"],
             "val_acc": val["acc"],
             "seconds": seconds,
+            "lr": base_lrs[0] * factor,
         }
         if not math.isfinite(row["val_loss"]) or not math.isfinite(row["train_loss"]):
             raise FloatingPointError(f"loss is not finite at epoch {epoch}: {row}")
-        improved = row["val_loss"] < best_loss
-        if improved:
-            best_loss, bad, result.best_epoch = row["val_loss"], 0, epoch
-            best_state = copy.deepcopy(model.state_dict())
-            result.best = dict(row)
+        # the best epoch is kept whenever the figure is higher; patience counts only real gains
+        if score(row) > best_score + spec.min_delta:
+            bad = 0
         else:
             bad += 1
+        improved = score(row) > best_score
+        if improved:
+            best_score, result.best_epoch = score(row), epoch
+            best_state = copy.deepcopy(model.state_dict())
+            result.best = dict(row)
         row["best"] = improved
         result.history.append(row)
         if on_epoch is not None:
             on_epoch(dict(row))
+        line = (f"epoch {epoch:3d}  train_ppl={row['train_ppl']:.3f}  val_ppl={row['val_ppl']:.3f}  "
+                f"val_acc={row['val_acc']:.3f}  lr={row['lr']:.3g}  {seconds:.1f}s {'*' if improved else ''}")
+        log.info(line)
         if progress:
-            mark = "*" if improved else ""
-            print(
-                f"epoch {epoch:3d}  train_ppl={row['train_ppl']:.3f}  val_ppl={row['val_ppl']:.3f}  "
-                f"val_acc={row['val_acc']:.3f}  {seconds:.1f}s {mark}",
-                file=sys.stderr,
-            )
-        if bad >= spec.patience:
-            result.stopped_early = True
+            print(line, file=sys.stderr, flush=True)
+        if spec.solve_at is not None and row["val_acc"] >= spec.solve_at:
+            result.stop = "solved"
             break
+        if bad >= spec.patience:
+            result.stop = "converged"
+            break
+    result.stopped_early = result.stop != "cap"
     if best_state is not None:
         model.load_state_dict(best_state)
     result.seconds_per_epoch = train_seconds / len(result.history)

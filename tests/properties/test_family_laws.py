@@ -37,7 +37,7 @@ def test_coarse_memory_is_the_sum_of_the_fine_ones(N, writes, update, seed):
 
 
 @given(seed=seeds, update=st.sampled_from(["linear", "delta"]), N=st.integers(2, 4),
-       landmark=st.sampled_from(["memory_norm", "mean_k", "learned"]), target=st.integers(0, 3))
+       landmark=st.sampled_from(["memory_norm", "memory_norm_normalised", "mean_k", "learned"]), target=st.integers(0, 3))
 def test_soft_selection_over_one_written_memory_equals_the_single_memory_layer(seed, update, N, landmark, target):
     """Every segment goes to one memory (``target``); the state claims nothing about which memories are
     empty, so it is the selector's mask that gives the unwritten ones weight 0."""
@@ -94,7 +94,7 @@ def test_hard_top_k_renormalises_soft_weights_and_keeps_a_gradient(N, k, seed):
 options = st.fixed_dictionaries({
     "num_memories": st.integers(2, 3),
     "write_policy": st.sampled_from(["round_robin", "fill", "nearest"]),
-    "landmark": st.sampled_from(["memory_norm", "mean_k", "learned", "hsa"]),
+    "landmark": st.sampled_from(["memory_norm", "memory_norm_normalised", "mean_k", "learned", "hsa"]),
     "selection": st.sampled_from(["soft", "hard"]),
     "selection_query": st.sampled_from(["q", "projection"]),
     "selection_scope": st.sampled_from(["token", "sequence"]),
@@ -128,7 +128,8 @@ def every_option(draw, scope=st.sampled_from(["sequence"]), selection_scope=st.s
         "rotary_dim": draw(st.sampled_from([0, 2, 4])),
         "write_policy": draw(st.sampled_from(["round_robin", "fill", "nearest"])),
         "fill_segments": draw(st.integers(1, 3)),
-        "landmark": draw(st.sampled_from(["memory_norm", "mean_k", "learned", "hsa", "hsa_last_keys"])),
+        "landmark": draw(st.sampled_from(["memory_norm", "memory_norm_normalised", "mean_k", "learned", "hsa",
+                                          "hsa_last_keys"])),
         "selection": draw(st.sampled_from(["soft", "hard"])),
         "top_k": draw(st.integers(1, N)),
         "selection_query": draw(st.sampled_from(["q", "projection"])),
@@ -295,7 +296,7 @@ def test_batched_segment_reads_equal_the_per_segment_reference(cfg, seed, T, gro
 
 
 @given(seed=seeds, N=st.integers(1, 5), segments=st.integers(1, 6),
-       landmark=st.sampled_from(["memory_norm", "mean_k", "learned", "hsa"]),
+       landmark=st.sampled_from(["memory_norm", "memory_norm_normalised", "mean_k", "learned", "hsa"]),
        selection=st.sampled_from(["soft", "hard"]), hierarchy=st.sampled_from(["none", "soft", "hard"]),
        write_policy=st.sampled_from(["round_robin", "fill"]))
 def test_skipping_memories_known_empty_changes_nothing(seed, N, segments, landmark, selection, hierarchy,

@@ -31,8 +31,9 @@ class RecallTask(Spec):
     num_groups: int = Field(8, ge=1, description="key groups (each write segment uses one)")
     keys_per_group: int = Field(16, ge=1)
     num_values: int = Field(64, ge=2)
-    num_train: int = Field(4096, ge=1, description="training samples")
-    num_val: int = Field(512, ge=1, description="validation samples")
+    num_train: int = Field(4096, ge=1, description="training samples (per epoch, with fresh samples)")
+    num_val: int = Field(512, ge=1, description="validation samples (early stopping, model choice)")
+    num_test: int = Field(512, ge=1, description="test samples (reported figures; never used for a choice)")
 
     @model_validator(mode="after")
     def _fits(self):
@@ -89,13 +90,33 @@ class RecallTask(Spec):
 
     def splits(self, seed: int = 0):
         """(train, val) tensors; val uses a different seed stream from train."""
-        return self.generate(self.num_train, seed * 2 + 1), self.generate(self.num_val, seed * 2 + 2)
+        return self.generate(self.num_train, stream(seed, "train")), self.generate(self.num_val, stream(seed, "val"))
+
+    def test_split(self, seed: int = 0):
+        """Test tensors: a stream of their own, never drawn for training or validation."""
+        return self.generate(self.num_test, stream(seed, "test"))
+
+    def train_epoch(self, seed: int, epoch: int):
+        """Fresh training samples for ``epoch`` (1 = those of ``splits``): ``num_train`` new draws."""
+        return self.generate(self.num_train, stream(seed, "train", epoch))
+
+
+def stream(seed: int, split: str, epoch: int = 1) -> int:
+    """The generator seed of a split. Train (epoch 1) and val keep their historical streams
+    (2·seed + 1, 2·seed + 2); test and later training epochs live above 2^40, so no two
+    (seed, split, epoch) share a stream for seeds below 2^39 and epochs below 2^20."""
+    if split == "val":
+        return seed * 2 + 2
+    if split == "train" and epoch == 1:
+        return seed * 2 + 1
+    part = {"train": 0, "test": 1}[split]
+    return (1 << 40) + ((seed * 2 + part) << 20) + epoch
 
 
 def accuracy_by_distance(model, task: RecallTask, n: int | None = None, seed: int = 0,
-                         batch_size: int = 32) -> dict[int, float]:
-    """{segments back: share of queries answered}, on ``n`` fresh samples (default ``num_val``)
-    drawn from the validation stream of ``seed``."""
-    ids, targets, dist = task.generate_with_distance(n or task.num_val, seed * 2 + 2)
+                         batch_size: int = 32, split: str = "val") -> dict[int, float]:
+    """{segments back: share of queries answered}, on ``n`` samples (default ``num_val``) drawn
+    from the ``split`` ("val" or "test") stream of ``seed``."""
+    ids, targets, dist = task.generate_with_distance(n or task.num_val, stream(seed, split))
     hit = torch.cat([(logits.argmax(-1) == y).cpu() for logits, y in batch_logits(model, (ids, targets), batch_size)])
     return {int(d): float(hit[dist == d].float().mean()) for d in dist.unique().tolist() if d > 0}
