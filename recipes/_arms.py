@@ -2,9 +2,11 @@
 defaults), and each report's headline claims checked in each arm: does the claim appear in the as-run
 arm, and does it survive in the careful one?
 
-Rows are the grid's aggregated rows (``<figure>_mean``, ``<figure>_std`` over seeds, ``seeds``). A
-difference counts as real when it exceeds the sum of the two points' seed stds, the grid's own rule;
-with one seed nothing can be told from noise, and the verdict says so.
+Rows are the grid's aggregated rows (``<figure>_mean``, ``_std``, and the 95% bootstrap interval
+``_lo``/``_hi`` over seeds; ``seeds``, ``capped``). A difference counts as real when the two points'
+intervals do not overlap (with 3 seeds: every seed of one beats every seed of the other); with one
+seed nothing can be told from noise, and a point with trials cut off at the epoch cap while still
+improving is not ranked; the verdict says which.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ def side_by_side(title: str, rows: list[dict], key: str, figures: list[tuple[str
     present = [a for a in ARMS if arms[a]]
     values = list(dict.fromkeys(str(r.get(key)) for r in rows))
     cols = [key] + [f"{label} ({ARM_NAMES[a]})" for label, _, _ in figures for a in present]
+    capped = any(r.get("capped") for r in rows)
+    if capped:  # trials stopped at the epoch cap while still improving: their figures are not final
+        cols += [f"capped ({ARM_NAMES[a]})" for a in present]
     cells = []
     for v in values:
         line = [v]
@@ -40,6 +45,8 @@ def side_by_side(title: str, rows: list[dict], key: str, figures: list[tuple[str
             for a in present:
                 r = arms[a].get(v)
                 line.append(fmt_pm([r], metric, digits)[0] if r else "")
+        if capped:
+            line += [f"{arms[a][v].get('capped', 0)}/{arms[a][v].get('seeds', 1)}" if v in arms[a] else "" for a in present]
         cells.append(line)
     return table(title, cols, cells)
 
@@ -49,14 +56,20 @@ def mean(r: dict | None, metric: str) -> float | None:
 
 
 def difference(a: dict | None, b: dict | None, metric: str) -> tuple[float, str] | None:
-    """(a − b, whether the gap is beyond seed noise: "beyond noise" | "within noise" | "one seed")."""
+    """(a − b, whether the gap is real: "beyond noise" | "within noise" | "one seed" | "capped")."""
     ma, mb = mean(a, metric), mean(b, metric)
     if ma is None or mb is None:
         return None
+    if a.get("capped") or b.get("capped"):
+        return ma - mb, "capped"
     if min(a.get("seeds", 1) - a.get("failed", 0), b.get("seeds", 1) - b.get("failed", 0)) < 2:
         return ma - mb, "one seed"
-    noise = (a.get(f"{metric}_std") or 0.0) + (b.get(f"{metric}_std") or 0.0)
-    return ma - mb, "beyond noise" if abs(ma - mb) > noise else "within noise"
+    lo_a, hi_a, lo_b, hi_b = (x.get(f"{metric}_{e}") for x in (a, b) for e in ("lo", "hi"))
+    if None in (lo_a, hi_a, lo_b, hi_b):  # rows without intervals: the sum of the seed stds
+        apart = abs(ma - mb) > (a.get(f"{metric}_std") or 0.0) + (b.get(f"{metric}_std") or 0.0)
+    else:
+        apart = lo_a > hi_b or lo_b > hi_a
+    return ma - mb, "beyond noise" if apart else "within noise"
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,8 @@ def lower(rows: dict[str, dict], metric: str, better: str, worse: str, digits: i
     if d is None:
         return shown, "n/a"
     gap, noise = d
+    if noise == "capped":
+        return shown, "not ranked: trials capped while improving"
     if gap >= 0:
         return shown, "does not hold"
     return shown, "holds" if noise == "beyond noise" else f"holds, {noise}"

@@ -65,7 +65,7 @@ class ContextKVReportSpec(ArmSpec):
         data = override(data, "model.context", mode="fixed", mask_padding=False, dropout=0.1)
         data = override(data, "oacd", phase1="parallel_fixed_point", lr=0.002, grad_clip=2.0, noise=0.1,
                         chunk_tokens=5000, threshold=0.9, tol=0.03)
-        return override(data, "train", patience=3)
+        return override(data, "train", patience=3, monitor="loss", min_delta=0.0)
 
 
 ALIASES = {"arm": "arm", **context_kv.MODEL_ALIASES, **DATA_TRAIN_ALIASES}
@@ -80,10 +80,11 @@ def tiny() -> ContextKVReportSpec:
                    context=dict(context_dim=64, interval=8, max_contexts=16)),
         data=tiny_parts()["data"],
         oacd=dict(max_iterations=30, batch_size=16, probe_samples=32),
-        train=dict(lr=3e-3, batch_size=32, max_epochs=8, patience=2),
+        train=dict(lr=3e-3, batch_size=32, max_epochs=30, patience=2, min_delta=0.005),
         recall=dict(write_segments=4, query_segments=2, num_groups=4, keys_per_group=16, num_values=16,
                     num_train=1024, num_val=128),
-        recall_train=dict(lr=3e-3, batch_size=32, max_epochs=4, patience=2),
+        recall_train=dict(lr=3e-3, batch_size=32, max_epochs=30, patience=3, monitor="acc", min_delta=0.01,
+                          solve_at=0.99),
     )
 
 
@@ -100,7 +101,8 @@ def reports() -> ContextKVReportSpec:
         train=dict(lr=1e-4, batch_size=8, max_epochs=30, patience=3),
         recall=dict(write_segments=3, query_segments=1, num_groups=8, keys_per_group=64, num_values=512,
                     num_train=500, num_val=100),
-        recall_train=dict(lr=1e-4, batch_size=8, max_epochs=30, patience=3),
+        recall_train=dict(lr=1e-4, batch_size=8, max_epochs=30, patience=3, monitor="acc", min_delta=0.01,
+                          solve_at=0.99),
     )
 
 

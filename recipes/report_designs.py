@@ -109,6 +109,8 @@ def _reversal_claim(rows: dict[str, dict]) -> tuple[str, str]:
     if "multi" in rows:
         multi, _ = relative_change(rows, "rev_reports_backward_ppl", "multi", "single")
         shown += f", multi {multi:+.1f}%"
+    if noise == "capped":
+        return shown, "not ranked: trials capped while improving"
     if hier >= 0:
         return shown, "does not hold"
     return shown, "holds" if noise == "beyond noise" else f"cut, {noise}"

@@ -71,6 +71,8 @@ def run(spec: HSASpec, on_epoch=None, progress=None) -> dict:
 
 def _hsa_better_ppl(rows):
     change, noise = relative_change(rows, "val_ppl", "hsa", "memory_norm")
+    if noise == "capped":
+        return f"{change:+.1f}%", "not ranked: trials capped while improving"
     verdict = "does not hold" if change >= 0 else ("holds" if noise == "beyond noise" else f"lower, {noise}")
     return f"{change:+.1f}%", verdict
 

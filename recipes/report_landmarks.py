@@ -69,6 +69,8 @@ def run(spec: LandmarksSpec, on_epoch=None, progress=None) -> dict:
 def _learned_equals_norm(rows: dict[str, dict]) -> tuple[str, str]:
     d = difference(rows["learned"], rows["memory_norm"], "val_ppl")
     shown = f"learned {mean(rows['learned'], 'val_ppl'):.1f} vs memory_norm {mean(rows['memory_norm'], 'val_ppl'):.1f}"
+    if d[1] == "capped":
+        return shown, "not ranked: trials capped while improving"
     return shown, "holds (no difference beyond noise)" if d[1] != "beyond noise" else f"does not hold ({d[0]:+.1f})"
 
 

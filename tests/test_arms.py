@@ -1,0 +1,42 @@
+"""Report tables with two arms: side by side, and the claims' verdicts from hand-made aggregated rows."""
+
+from recipes._arms import Claim, claims_table, difference, lower, relative_change, side_by_side
+
+
+def row(design, arm, mean, lo, hi, seeds=3, capped=0, metric="val_ppl"):
+    return {"design": design, "arm": arm, "seeds": seeds, "failed": 0, "capped": capped,
+            f"{metric}_mean": mean, f"{metric}_std": 1.0, f"{metric}_lo": lo, f"{metric}_hi": hi}
+
+
+def test_a_gap_is_real_only_when_the_intervals_are_apart():
+    a, b = row("a", "careful", 10.0, 9.0, 11.0), row("b", "careful", 13.0, 12.0, 14.0)
+    assert difference(a, b, "val_ppl") == (-3.0, "beyond noise")
+    b_close = row("b", "careful", 11.5, 10.5, 12.5)  # overlaps [9, 11]
+    assert difference(a, b_close, "val_ppl") == (-1.5, "within noise")
+    assert difference(a, row("b", "careful", 13.0, 13.0, 13.0, seeds=1), "val_ppl")[1] == "one seed"
+    assert difference(a, row("b", "careful", 13.0, 12.0, 14.0, capped=1), "val_ppl")[1] == "capped"
+    assert difference(a, {"design": "c"}, "val_ppl") is None
+
+
+def test_claim_verdicts_say_holds_within_noise_or_not():
+    rows = {"hierarchical": row("hierarchical", "as_run", 10.0, 9.0, 11.0),
+            "single": row("single", "as_run", 20.0, 19.0, 21.0)}
+    assert lower(rows, "val_ppl", "hierarchical", "single")[1] == "holds"
+    assert lower(rows, "val_ppl", "single", "hierarchical")[1] == "does not hold"
+    rows["single"] = row("single", "as_run", 10.5, 9.5, 11.5)
+    assert lower(rows, "val_ppl", "hierarchical", "single")[1] == "holds, within noise"
+    change, noise = relative_change(rows, "val_ppl", "hierarchical", "single")
+    assert round(change, 2) == round(100 * (10.0 - 10.5) / 10.5, 2) and noise == "within noise"
+
+
+def test_side_by_side_and_claims_put_the_arms_in_columns():
+    rows = [row("single", "as_run", 20.0, 19.0, 21.0), row("hierarchical", "as_run", 10.0, 9.0, 11.0, capped=2),
+            row("single", "careful", 15.0, 14.0, 16.0), row("hierarchical", "careful", 14.5, 14.0, 15.0)]
+    text = side_by_side("Summary", rows, "design", [("Best PPL", "val_ppl", 1)])
+    assert "| design | Best PPL (as run) | Best PPL (careful) | capped (as run) | capped (careful) |" in text
+    assert "| hierarchical | 10.0 ± 1.0 | 14.5 ± 1.0 | 2/3 | 0/3 |" in text
+    claim = Claim("hierarchical beats single", "x", lambda r: lower(r, "val_ppl", "hierarchical", "single"))
+    text = claims_table([claim], rows, "design")
+    assert "hierarchical 10.0 vs single 20.0: **not ranked: trials capped while improving**" in text
+    assert "hierarchical 14.5 vs single 15.0: **holds, within noise**" in text
+    assert "| the report's claim | the report's figures | as run | careful |" in text
