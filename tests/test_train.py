@@ -183,3 +183,64 @@ def test_each_epoch_is_a_log_line_without_a_terminal(caplog):
         train(Bigram(5), shift_data(16), shift_data(8, seed=1), TrainSpec(max_epochs=2, batch_size=8), progress=False)
     lines = [r.getMessage() for r in caplog.records if r.name == "memkit.train"]
     assert len(lines) == 2 and lines[0].startswith("epoch   1") and "val_acc=" in lines[1]
+
+
+def test_gradient_accumulation_takes_the_same_step_as_one_batch():
+    """Two micro-batches of 4 with unequal scored tokens give the weights one batch of 8 gives (fp64)."""
+    ids, targets = shift_data(8, seed=3)
+    targets = targets.clone()
+    targets[:2, :5] = -100  # the first micro-batch scores fewer tokens: each is weighted by its share
+    weights = []
+    for micro in (1, 2):
+        torch.manual_seed(0)
+        model = Bigram(5).double()
+        spec = TrainSpec(lr=0.1, max_epochs=1, batch_size=8, grad_accumulation=micro, warmup_steps=0, seed=1)
+        train(model, (ids, targets), (ids, targets), spec, progress=False)
+        weights.append(model.table.weight.detach().clone())
+    torch.testing.assert_close(weights[0], weights[1], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_bf16_autocast_training_reaches_the_fp32_figures_within_seed_noise():
+    """A small memory LM on recall, fp32 and bf16 autocast (CPU), three seeds each: the bf16 runs' best
+    validation loss lies within the fp32 seeds' spread (their range widened by its own size)."""
+    from memkit.eval.tasks.recall import RecallTask
+    from memkit.models.memory_lm import MemoryLMSpec
+
+    task = RecallTask(segment_len=8, write_segments=4, query_segments=1, num_groups=4, keys_per_group=8, num_values=8,
+                      num_train=256, num_val=64)
+    losses = {"fp32": [], "bf16": []}
+    for precision in losses:
+        for seed in range(3):
+            torch.manual_seed(seed)
+            model = MemoryLMSpec.create(vocab_size=task.vocab_size, hidden_size=32, num_layers=1, num_heads=2,
+                                        intermediate_size=64, local_window="segment",
+                                        memory=dict(segment_len=8, num_memories=2)).build()
+            spec = TrainSpec(lr=3e-3, batch_size=32, max_epochs=4, patience=4, precision=precision, seed=seed)
+            result = train(model, *task.splits(seed), spec, progress=False)
+            losses[precision].append(result.best["val_loss"])
+    lo, hi = min(losses["fp32"]), max(losses["fp32"])
+    margin = hi - lo
+    assert all(lo - margin <= v <= hi + margin for v in losses["bf16"]), losses
+    assert losses["bf16"] != losses["fp32"]  # bf16 really ran
+
+
+def test_training_reports_peak_memory():
+    res = train(Bigram(5), shift_data(16), shift_data(8, seed=1), TrainSpec(max_epochs=1, batch_size=8), progress=False)
+    assert res.peak_memory_mb > 10  # at least the interpreter's resident set
+
+
+@pytest.mark.slow
+def test_a_compiled_model_trains_like_the_eager_one():
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    outs = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = Bigram(5)
+        spec = TrainSpec(lr=0.5, max_epochs=2, batch_size=8, warmup_steps=0, compile_model=compiled)
+        outs.append(train(model, shift_data(32), shift_data(8, seed=1), spec, progress=False).best["val_loss"])
+    assert outs[0] == pytest.approx(outs[1], rel=1e-4)
+    assert counters["stats"]["unique_graphs"] > 0  # the forward really went through torch.compile

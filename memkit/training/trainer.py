@@ -26,7 +26,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from memkit.eval.metrics import correct_count, masked_loss, perplexity, token_nll
+from memkit.eval.metrics import correct_count, masked_loss, peak_memory_mb, perplexity, token_nll
 from memkit.models.inference import batch_logits
 from memkit.spec import Spec
 
@@ -57,6 +57,11 @@ class TrainSpec(Spec):
     seed: int = Field(0, ge=0)
     threads: int = Field(0, ge=0, description="torch CPU threads (0 = leave as is)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16: autocast the forward to bfloat16 (CUDA or CPU); weights and memory states stay fp32")
+    grad_accumulation: int = Field(1, ge=1, le=1024, description="micro-batches per optimiser step (batch_size is "
+                                   "the step's batch)")
+    compile_model: bool = Field(False, description="torch.compile the whole model before training")
     param_groups: Literal["gates_apart", "one_group"] = Field(
         "gates_apart", description="gates with their own lr and no weight decay, biases and norms undecayed; or one "
         "group, weight decay on everything (gates too) at one lr (the reports')")
@@ -72,6 +77,7 @@ class TrainResult:
     stopped_early: bool = False
     stop: Literal["solved", "converged", "cap"] = "cap"
     tokens_per_epoch: int = 0
+    peak_memory_mb: float = 0.0  # the GPU allocator's peak on CUDA, the process's peak RSS on CPU
 
     @property
     def capped(self) -> bool:
@@ -182,7 +188,13 @@ def train(
     if spec.device == "cuda" or (spec.device == "auto" and torch.cuda.is_available()):
         model.to("cuda")
     device = next(model.parameters()).device
-    opt = torch.optim.AdamW(param_groups(model, spec))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls on tensor cores
+        torch.backends.cudnn.allow_tf32 = True
+        torch.cuda.reset_peak_memory_stats(device)
+    opt = torch.optim.AdamW(param_groups(model, spec), fused=device.type == "cuda")
+    forward = torch.compile(model) if spec.compile_model else model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16")
     base_lrs = [g["lr"] for g in opt.param_groups]
     ids, targets = draw(1) if draw is not None else train_data
     n, T = ids.shape
@@ -208,15 +220,22 @@ def train(
             factor = lr_factor(step, spec.max_epochs * steps_per_epoch, spec)
             for g, lr in zip(opt.param_groups, base_lrs):
                 g["lr"] = lr * factor
-            logits, _ = model(x)
-            loss = masked_loss(logits, y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            k = int((y != -100).sum())
+            step_nll = 0.0
+            for xs, ys in zip(x.chunk(spec.grad_accumulation), y.chunk(spec.grad_accumulation)):
+                with autocast:
+                    logits, _ = forward(xs)
+                # each micro-batch's mean NLL, weighted by its share of the step's scored tokens
+                share = int((ys != -100).sum()) / max(k, 1)
+                loss = masked_loss(logits, ys) * share if share else logits.sum() * 0.0  # nothing scored here
+                loss.backward()
+                step_nll += float(loss.detach())
             torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
             opt.step()
             step += 1
-            k = int((y != -100).sum())
-            nll_sum, scored = nll_sum + float(loss.detach()) * k, scored + k
+            loss = torch.tensor(step_nll)
+            nll_sum, scored = nll_sum + step_nll * k, scored + k
             if bar_on:
                 bar.set_postfix(loss=f"{float(loss):.3f}")
         seconds = time.perf_counter() - t0
@@ -265,4 +284,5 @@ def train(
         model.load_state_dict(best_state)
     result.seconds_per_epoch = train_seconds / len(result.history)
     result.tokens_per_second = train_tokens / train_seconds if train_seconds else 0.0
+    result.peak_memory_mb = peak_memory_mb(device)
     return result
