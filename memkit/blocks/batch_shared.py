@@ -96,6 +96,5 @@ class BatchSharedMemory:
             flat = seg.k[:, :, : seg.full].transpose(1, 2).flatten(0, 1)  # [B·full,H,L,d]
             summary, count = self.landmark.chunk_summary(flat)
             adds, count = summary.sum(0, keepdim=True), count * summary.shape[0]
-        return replace(memories, **dict(zip(("lm_sum", "lm_count"),
-                                            self.landmark.add(self.state.lm_sum, self.state.lm_count, onehot, adds,
-                                                              count))))
+        lm_sum, lm_count = self.landmark.add(self.state.lm_sum, self.state.lm_count, onehot, adds, count)
+        return replace(memories, lm_sum=lm_sum, lm_count=lm_count)
