@@ -183,3 +183,10 @@ def test_each_epoch_is_a_log_line_without_a_terminal(caplog):
         train(Bigram(5), shift_data(16), shift_data(8, seed=1), TrainSpec(max_epochs=2, batch_size=8), progress=False)
     lines = [r.getMessage() for r in caplog.records if r.name == "memkit.train"]
     assert len(lines) == 2 and lines[0].startswith("epoch   1") and "val_acc=" in lines[1]
+
+
+def test_no_convergence_stop_before_min_epochs():
+    # flat from epoch 3 on (patience 2 would stop at epoch 4); min_epochs 6 keeps it going to epoch 6
+    spec = TrainSpec(lr=0.1, max_epochs=10, patience=2, batch_size=1, warmup_steps=0, monitor="acc", min_epochs=6)
+    res = train(Scripted(), scripted_data(), scripted_data(), spec, progress=False)
+    assert res.stop == "converged" and len(res.history) == 6 and res.best_epoch == 1
