@@ -103,7 +103,13 @@ def fmt(v: Any) -> str:
     if isinstance(v, float):
         if math.isnan(v):
             return "nan"
-        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3e}"
+        if math.isinf(v):
+            return "never" if v > 0 else "-inf"
+        if abs(v) >= 1e6:
+            return f"{v / 1e6:.4g}M"
+        if abs(v) >= 1e4:
+            return f"{v:.0f}"
+        return f"{v:.4g}"
     return str(v)
 
 
@@ -113,7 +119,8 @@ def _cell(r: dict, m: str, multi: bool) -> str:
     mean, never = r.get(f"{m}_mean"), r.get(f"{m}_never", 0)
     if mean is None:
         return "never" if never else ""
-    text = f"{fmt(mean)} [{fmt(r[f'{m}_lo'])}, {fmt(r[f'{m}_hi'])}]" if multi else fmt(mean)
+    spread = multi and r[f"{m}_lo"] != r[f"{m}_hi"]  # the same value at every seed needs no interval
+    text = f"{fmt(mean)} [{fmt(r[f'{m}_lo'])}, {fmt(r[f'{m}_hi'])}]" if spread else fmt(mean)
     return text + (f" ({never} never)" if never else "")
 
 
@@ -179,7 +186,9 @@ def summary(rows: list[dict], key_names: list[str], metrics: list[str], values: 
         capped = [r for r in scored if r["capped"]]
         ranked = sorted((r for r in scored if not r["capped"]), key=lambda r: r[f"{m}_mean"], reverse=better is max)
         parts = []
-        if ranked:
+        if len(ranked) > 1 and len({r[f"{m}_mean"] for r in ranked}) == 1:
+            parts.append(f"{m}: the same at every point ({fmt(ranked[0][f'{m}_mean'])})")
+        elif ranked:
             best = ranked[0]
             n = best["seeds"] - best["failed"]
             interval = f", 95% CI {fmt(best[f'{m}_lo'])} to {fmt(best[f'{m}_hi'])}" if n > 1 else ""

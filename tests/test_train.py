@@ -244,3 +244,10 @@ def test_a_compiled_model_trains_like_the_eager_one():
         outs.append(train(model, shift_data(32), shift_data(8, seed=1), spec, progress=False).best["val_loss"])
     assert outs[0] == pytest.approx(outs[1], rel=1e-4)
     assert counters["stats"]["unique_graphs"] > 0  # the forward really went through torch.compile
+
+
+def test_no_convergence_stop_before_min_epochs():
+    # flat from epoch 3 on (patience 2 would stop at epoch 4); min_epochs 6 keeps it going to epoch 6
+    spec = TrainSpec(lr=0.1, max_epochs=10, patience=2, batch_size=1, warmup_steps=0, monitor="acc", min_epochs=6)
+    res = train(Scripted(), scripted_data(), scripted_data(), spec, progress=False)
+    assert res.stop == "converged" and len(res.history) == 6 and res.best_epoch == 1

@@ -4,7 +4,7 @@ seed control, progress.
 
 A run ends for one of three reasons (``TrainResult.stop``): ``solved`` (val accuracy reached
 ``solve_at``), ``converged`` (the monitored figure did not improve by more than ``min_delta`` for
-``patience`` epochs) or ``cap`` (``max_epochs``, a safety cap: such a run was still improving and
+``patience`` epochs, and at least ``min_epochs`` ran) or ``cap`` (``max_epochs``, a safety cap: such a run was still improving and
 is flagged ``capped``).
 
 Gate logits (parameters tagged ``memkit_group = "gate"``) get their own learning rate and no
@@ -44,6 +44,8 @@ class TrainSpec(Spec):
     batch_size: int = Field(32, ge=1)
     max_epochs: int = Field(10, ge=1, description="safety cap; a run still improving there is flagged capped")
     patience: int = Field(3, ge=1, description="epochs without val improvement before stopping (converged)")
+    min_epochs: int = Field(1, ge=1, description="no convergence stop before this epoch: a recall task sits on a "
+                            "plateau at chance before it learns, which patience alone would read as converged")
     monitor: Literal["loss", "acc"] = Field("loss", description="early stopping and best epoch on val loss, or on "
                                             "val accuracy (a recall task's own metric)")
     min_delta: float = Field(0.0, ge=0, description="an epoch improves only if the monitored figure gets better by more")
@@ -276,7 +278,7 @@ def train(
         if spec.solve_at is not None and row["val_acc"] >= spec.solve_at:
             result.stop = "solved"
             break
-        if bad >= spec.patience:
+        if bad >= spec.patience and epoch >= spec.min_epochs:
             result.stop = "converged"
             break
     result.stopped_early = result.stop != "cap"
