@@ -251,3 +251,59 @@ def test_no_convergence_stop_before_min_epochs():
     spec = TrainSpec(lr=0.1, max_epochs=10, patience=2, batch_size=1, warmup_steps=0, monitor="acc", min_epochs=6)
     res = train(Scripted(), scripted_data(), scripted_data(), spec, progress=False)
     assert res.stop == "converged" and len(res.history) == 6 and res.best_epoch == 1
+
+
+@pytest.mark.parametrize("scope", ["sequence", "batch_shared"])
+def test_a_run_resumed_from_its_saved_state_ends_as_an_uninterrupted_one(tmp_path, scope):
+    """Killed after epoch 2 of 5 and resumed from the state saved then (through torch.save and a
+    weights-only load), a run ends with the uninterrupted run's epochs, figures and weights: data order,
+    dropout, optimiser, learning-rate schedule and the reports' batch-shared memory (never reset) go on."""
+    from memkit.eval.tasks.recall import RecallTask
+    from memkit.models.memory_lm import MemoryLMSpec
+    from memkit.training.trainer import EpochHook, TrainState
+
+    task = RecallTask(segment_len=4, write_segments=3, query_segments=1, num_groups=3, keys_per_group=4,
+                      num_values=6, num_train=64, num_val=16)
+    spec = TrainSpec(lr=3e-3, batch_size=16, max_epochs=5, patience=5, schedule="cosine", warmup_steps=3, seed=2)
+
+    def model():
+        torch.manual_seed(0)
+        return MemoryLMSpec.create(vocab_size=task.vocab_size, hidden_size=16, num_layers=1, num_heads=2,
+                                   intermediate_size=32, hidden_dropout=0.1,
+                                   memory=dict(segment_len=4, num_memories=2, memory_scope=scope,
+                                               shared_reset="once")).build()
+
+    class Killed(Exception):
+        pass
+
+    class Hook(EpochHook):
+        def __init__(self, kill_after=None, resume=None):
+            self.rows, self.kill_after, self.resume = [], kill_after, resume
+
+        def save_state(self, state, model):
+            torch.save(state.as_dict(), tmp_path / "state.pt")
+
+        def resume_state(self):
+            return self.resume
+
+        def __call__(self, row):
+            self.rows.append(row)
+            if row["epoch"] == self.kill_after:
+                raise Killed
+
+    whole, full = model(), Hook()
+    expected = train(whole, *task.splits(0), spec, on_epoch=full, progress=False)
+    with pytest.raises(Killed):
+        train(model(), *task.splits(0), spec, on_epoch=Hook(kill_after=2), progress=False)
+    saved = TrainState.from_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    assert saved.epoch == 2
+    again, rest = model(), Hook(resume=saved)
+    got = train(again, *task.splits(0), spec, on_epoch=rest, progress=False)
+    assert [r["epoch"] for r in rest.rows] == [3, 4, 5]  # continuous: nothing redone, nothing skipped
+    assert [r["epoch"] for r in got.history] == [1, 2, 3, 4, 5]
+    for a, b in zip(full.rows[2:], rest.rows):
+        a, b = ({k: v for k, v in r.items() if k != "seconds"} for r in (a, b))  # wall time differs
+        assert a == pytest.approx(b, rel=1e-6), (a, b)
+    assert got.best_epoch == expected.best_epoch
+    for (name, a), b in zip(whole.state_dict().items(), again.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)

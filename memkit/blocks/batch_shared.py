@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from memkit.blocks.landmark import Landmark
 from memkit.blocks.segments import Memories, Segments
-from memkit.blocks.store import MemoryStore
+from memkit.blocks.store import MemoryState, MemoryStore
 
 
 class BatchSharedMemory:
@@ -47,6 +47,22 @@ class BatchSharedMemory:
         """Empty the memory if the policy resets at ``moment`` ("training", "epoch" or "validation")."""
         if moment == "training" or self.reset_policy == "each_epoch":
             self.state = None
+
+    def export(self) -> dict | None:
+        """The state as plain tensors and numbers (for a training checkpoint); None when empty."""
+        if self.state is None:
+            return None
+        mem = self.state.memory
+        return {"M": mem.M, "z": mem.z, "writes": mem.writes, "empty": sorted(mem.empty),
+                "lm_sum": self.state.lm_sum, "lm_count": self.state.lm_count}
+
+    def restore(self, data: dict | None) -> None:
+        """Back to what ``export`` gave."""
+        if data is None:
+            self.state = None
+            return
+        memory = MemoryState(M=data["M"], z=data["z"], writes=data["writes"], empty=frozenset(data["empty"]))
+        self.state = Memories(memory, data["lm_sum"], data["lm_count"])
 
     def _empty(self, device, dtype) -> Memories:
         if self.landmark is None or not self.landmark.keeps_sums:

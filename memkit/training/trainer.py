@@ -158,6 +158,77 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], batch_si
     return {"loss": nll / max(count, 1), "ppl": perplexity(nll, count), "acc": hits / max(count, 1)}
 
 
+@dataclass
+class TrainState:
+    """Where a training run stands after an epoch: all ``train`` needs to go on as if it never stopped.
+
+    ``as_dict`` gives plain tensors and numbers (``torch.save``-able, loadable with ``weights_only``);
+    ``from_dict`` reads them back. ``model``/``optimizer`` are the current weights and optimiser state,
+    ``best_state`` the best epoch's weights, ``rng`` the generators (data order, torch, Python),
+    ``shared`` the reports' batch-shared memories (they can carry across epochs)."""
+
+    epoch: int = 0
+    step: int = 0
+    best_score: float = -math.inf
+    bad: int = 0
+    done: bool = False  # solved, converged or capped: nothing left to train
+    train_seconds: float = 0.0
+    train_tokens: int = 0
+    result: dict = field(default_factory=dict)
+    best_state: dict | None = None
+    model: dict | None = None
+    optimizer: dict | None = None
+    rng: dict | None = None
+    shared: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainState":
+        return cls(**data)
+
+
+class EpochHook:
+    """What a caller may pass as ``on_epoch`` to keep a run resumable (the grid's trials do): called
+    with each epoch's figures like any ``on_epoch``; ``save_state(state, model)`` comes first, after
+    every epoch, with the ``TrainState`` to keep; ``resume_state()`` gives one back to continue from
+    (None: start afresh). Any callable works as ``on_epoch``; these two methods are optional."""
+
+    def __call__(self, row: dict) -> None:
+        pass
+
+    def save_state(self, state: TrainState, model: nn.Module) -> None:
+        pass
+
+    def resume_state(self) -> TrainState | None:
+        return None
+
+
+def _shared_memories(model: nn.Module) -> dict:
+    return {name: mod.shared for name, mod in model.named_modules() if getattr(mod, "shared", None) is not None}
+
+
+def _snapshot(state: TrainState, model: nn.Module, opt, gen: torch.Generator) -> TrainState:
+    """The state with copies of everything live (weights, optimiser, generators, shared memories)."""
+    state.model = copy.deepcopy(model.state_dict())
+    state.optimizer = copy.deepcopy(opt.state_dict())
+    state.rng = {"order": gen.get_state(), "torch": torch.get_rng_state(), "python": random.getstate()}
+    state.shared = {name: mem.export() for name, mem in _shared_memories(model).items()}
+    return state
+
+
+def _restore(state: TrainState, model: nn.Module, opt, gen: torch.Generator) -> TrainResult:
+    model.load_state_dict(state.model)
+    opt.load_state_dict(state.optimizer)
+    gen.set_state(state.rng["order"])
+    torch.set_rng_state(state.rng["torch"])
+    random.setstate(state.rng["python"])
+    for name, mem in _shared_memories(model).items():
+        mem.restore(state.shared.get(name))
+    return TrainResult(**state.result)
+
+
 def train(
     model: nn.Module,
     train_data: TrainData,
@@ -174,7 +245,8 @@ def train(
     the monitored figure (val loss, or val accuracy) improving by more than ``min_delta``, or at
     ``max_epochs``; restores the best epoch's weights. ``on_epoch`` receives each epoch's figures
     as they come; each epoch is also a line on the ``memkit.train`` logger (and on stderr with
-    ``progress``).
+    ``progress``). An ``on_epoch`` with ``save_state``/``resume_state`` (``EpochHook``) keeps the run
+    resumable: resumed, it goes on from the saved epoch exactly as if it had never stopped.
     """
     from tqdm.auto import tqdm
 
@@ -204,11 +276,16 @@ def train(
     gen = torch.Generator().manual_seed(spec.seed)
     # the monitored figure, signed so that larger is better
     score = (lambda r: r["val_acc"]) if spec.monitor == "acc" else (lambda r: -r["val_loss"])
+    save_state = getattr(on_epoch, "save_state", None)
+    resumed = getattr(on_epoch, "resume_state", lambda: None)()
 
-    result, best_score, best_state, bad, step = TrainResult(tokens_per_epoch=n * T), -math.inf, None, 0, 0
-    train_seconds, train_tokens = 0.0, 0
+    state, result = TrainState(), TrainResult(tokens_per_epoch=n * T)
+    if resumed is not None:
+        state = resumed
+        result = _restore(state, model, opt, gen)
     model.train()
-    for epoch in range(1, spec.max_epochs + 1):
+    while not state.done and state.epoch < spec.max_epochs:
+        epoch = state.epoch + 1
         t0 = time.perf_counter()
         if draw is not None and epoch > 1:
             ids, targets = draw(epoch)
@@ -219,7 +296,7 @@ def train(
         for i in bar:
             idx = order[i * spec.batch_size : (i + 1) * spec.batch_size]
             x, y = ids[idx].to(device), targets[idx].to(device)
-            factor = lr_factor(step, spec.max_epochs * steps_per_epoch, spec)
+            factor = lr_factor(state.step, spec.max_epochs * steps_per_epoch, spec)
             for g, lr in zip(opt.param_groups, base_lrs):
                 g["lr"] = lr * factor
             opt.zero_grad(set_to_none=True)
@@ -235,14 +312,13 @@ def train(
                 step_nll += float(loss.detach())
             torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
             opt.step()
-            step += 1
-            loss = torch.tensor(step_nll)
+            state.step += 1
             nll_sum, scored = nll_sum + step_nll * k, scored + k
             if bar_on:
-                bar.set_postfix(loss=f"{float(loss):.3f}")
+                bar.set_postfix(loss=f"{step_nll:.3f}")
         seconds = time.perf_counter() - t0
-        train_seconds += seconds
-        train_tokens += n * T
+        state.train_seconds += seconds
+        state.train_tokens += n * T
         val = evaluate(model, val_data, spec.batch_size)
         row = {
             "epoch": epoch,
@@ -257,17 +333,25 @@ def train(
         if not math.isfinite(row["val_loss"]) or not math.isfinite(row["train_loss"]):
             raise FloatingPointError(f"loss is not finite at epoch {epoch}: {row}")
         # the best epoch is kept whenever the figure is higher; patience counts only real gains
-        if score(row) > best_score + spec.min_delta:
-            bad = 0
+        if score(row) > state.best_score + spec.min_delta:
+            state.bad = 0
         else:
-            bad += 1
-        improved = score(row) > best_score
+            state.bad += 1
+        improved = score(row) > state.best_score
         if improved:
-            best_score, result.best_epoch = score(row), epoch
-            best_state = copy.deepcopy(model.state_dict())
+            state.best_score, result.best_epoch = score(row), epoch
+            state.best_state = copy.deepcopy(model.state_dict())
             result.best = dict(row)
         row["best"] = improved
         result.history.append(row)
+        if spec.solve_at is not None and row["val_acc"] >= spec.solve_at:
+            result.stop, state.done = "solved", True
+        elif state.bad >= spec.patience and epoch >= spec.min_epochs:
+            result.stop, state.done = "converged", True
+        state.epoch = epoch
+        if save_state is not None:  # before on_epoch: a trial reports the epoch's figures with its state
+            state.result = {f: getattr(result, f) for f in result.__dataclass_fields__}
+            save_state(_snapshot(state, model, opt, gen), model)
         if on_epoch is not None:
             on_epoch(dict(row))
         line = (f"epoch {epoch:3d}  train_ppl={row['train_ppl']:.3f}  val_ppl={row['val_ppl']:.3f}  "
@@ -275,16 +359,10 @@ def train(
         log.info(line)
         if progress:
             print(line, file=sys.stderr, flush=True)
-        if spec.solve_at is not None and row["val_acc"] >= spec.solve_at:
-            result.stop = "solved"
-            break
-        if bad >= spec.patience and epoch >= spec.min_epochs:
-            result.stop = "converged"
-            break
     result.stopped_early = result.stop != "cap"
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    result.seconds_per_epoch = train_seconds / len(result.history)
-    result.tokens_per_second = train_tokens / train_seconds if train_seconds else 0.0
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
+    result.seconds_per_epoch = state.train_seconds / max(len(result.history), 1)
+    result.tokens_per_second = state.train_tokens / state.train_seconds if state.train_seconds else 0.0
     result.peak_memory_mb = peak_memory_mb(device)
     return result
