@@ -8,15 +8,22 @@
 
 A grid folder ``results/<recipe>-<preset>-<time>/`` holds ``grid.json`` (what was asked),
 ``trials.jsonl`` (one line per trial as it ends: the record resume reads), and the table rebuilt
-from it: ``results.csv`` (per point, mean and std over seeds), ``results_raw.csv`` (per trial),
-``results.json``, ``results.md`` (table and summary) and plots. Bad input exits 2 with one line
-before any trial starts; failed trials are marked and the exit status is 1; Ctrl-C exits 130 and
-leaves a folder that ``--resume`` completes.
+from it: ``results.csv`` (per point, mean and std over seeds, the best seed's checkpoint),
+``results_raw.csv`` (per trial), ``results.json``, ``results.md`` (table and summary) and plots.
+Ray Tune's trial folders, checkpoints and TensorBoard files go to ``--storage`` (default: the grid
+folder's ``ray/``). Every trial keeps its best model and its training state as a checkpoint after each
+epoch: a crashed trial is retried from it (``--max-failures``), an interrupted grid goes on from it
+(``--resume``, through ``Tuner.restore``). Code reaches Ray's workers through ``runtime_env``
+(memkit, recipes and ablations as ``py_modules``, a user's recipe file in ``working_dir``), so a
+cluster needs no copy of the repository. Exit status: 0 all finished; 1 trials crashed; 3 trials
+diverged (NaN) or ran out of memory (never retried); 2 bad input (one line, before Ray starts);
+130 interrupted (``--resume`` completes it).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -39,8 +46,18 @@ from ablations.results import (
     text_table,
     write_all,
 )
-from ablations.space import SpaceError, apply_overrides, grid_points, leaf_fields, parse_space, type_name
+from ablations.space import (
+    SpaceError,
+    apply_overrides,
+    grid_points,
+    leaf_fields,
+    parse_space,
+    search_space,
+    type_name,
+)
+from ablations.storage import StorageError, check_storage
 from ablations.sweep import choose_rates, parse_rates
+from ablations.tracking import check_loggers, logger_callbacks
 from ablations.trial import is_recipe_path, load_recipe
 
 METRICS = ["recall_acc", "val_ppl", "params", "memory_bytes", "sec_per_epoch", "tokens_per_s", "best_epoch", "epochs",
@@ -71,7 +88,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m ablations.grid", description="Run an ablation grid of a memkit recipe on Ray Tune.")
-    p.add_argument("--recipe", default="infini_pythia", help="module in recipes/, or a recipe .py file (default: infini_pythia)")
+    p.add_argument("--recipe", default=None, help="module in recipes/, or a recipe .py file (default: infini_pythia)")
     p.add_argument("--preset", default="tiny", help="preset of the recipe (default: tiny)")
     p.add_argument("--space", action="append", default=[], metavar="KEY=V1,V2",
                    help="a swept key (alias or dotted path); ranges START:STOP:logN|linN; repeat for a cross product")
@@ -89,6 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs a local Ray may use (default: all)")
     p.add_argument("--address", help="join a running Ray cluster: 'auto' or host:port")
     p.add_argument("--scheduler", choices=["none", "asha"], default="none", help="asha: stop bad trials early")
+    p.add_argument("--search", choices=["grid", "optuna"], default="grid",
+                   help="grid: every point of --space; optuna: --num-samples points sampled from its ranges")
+    p.add_argument("--num-samples", type=int, default=None, help="--search optuna: points to sample (default 10)")
+    p.add_argument("--keep-checkpoints", type=int, default=1, metavar="N",
+                   help="checkpoints kept per trial, the latest (best model so far + training state); 0: none")
+    p.add_argument("--max-failures", type=int, default=0, metavar="N",
+                   help="retry a crashed trial up to N times from its last checkpoint (NaN and OOM are not retried)")
+    p.add_argument("--storage", metavar="PATH_OR_URI",
+                   help="where trial folders and checkpoints go: a path or URI all nodes reach (default: the grid folder)")
+    p.add_argument("--logger", action="append", default=None, metavar="NAME",
+                   help="tensorboard (default), wandb (offline unless WANDB_MODE says), mlflow (a file store), none")
+    p.add_argument("--num-gpus", type=float, default=None, help="GPUs a local Ray may use (default: all it sees)")
     p.add_argument("--no-dashboard", action="store_true", help="start Ray without its dashboard")
     p.add_argument("--list-keys", action="store_true", help="print the recipe's keys and exit")
     p.add_argument("--verbose", action="store_true", help="show Ray's own output")
@@ -128,8 +157,27 @@ def check_inputs(args) -> tuple[Any, list, list[dict]]:
         if not saved.is_file():
             raise UsageError(f"--resume {args.resume!r}: no grid.json there (not a grid folder)")
         plan = json.loads(saved.read_text())
+        if args.recipe is not None and Path(args.recipe).stem != Path(plan["recipe"]).stem:
+            raise UsageError(f"--resume {args.resume!r}: that grid ran recipe {plan['recipe']!r}, not {args.recipe!r}")
         args.recipe, args.preset, args.space, args.seeds = plan["recipe"], plan["preset"], plan["space"], plan["seeds"]
         args.lr_sweep, args.plot = plan.get("lr_sweep"), plan.get("plot")
+        args.search, args.num_samples = plan.get("search", "grid"), plan.get("num_samples")
+        args.storage, args.logger = plan.get("storage"), plan.get("logger", ["tensorboard"])
+        args.keep_checkpoints = plan.get("keep_checkpoints", 1)
+    args.recipe = args.recipe or "infini_pythia"
+    if args.storage is not None:
+        try:
+            args.storage = check_storage(args.storage)
+        except StorageError as e:
+            raise UsageError(str(e)) from None
+    try:
+        args.logger = check_loggers(args.logger or ["tensorboard"])
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if args.keep_checkpoints < 0 or args.max_failures < 0:
+        raise UsageError("--keep-checkpoints and --max-failures must be >= 0")
+    if args.num_samples is not None and args.search == "grid":
+        raise UsageError("--num-samples goes with --search optuna (a grid runs every point of --space)")
     module = _check_recipe(args.recipe)
     if args.seeds is None:
         args.seeds = getattr(module, "SEEDS", DEFAULT_SEEDS)
@@ -145,6 +193,19 @@ def check_inputs(args) -> tuple[Any, list, list[dict]]:
         raise UsageError(f"--seeds must be in 1..1000, got {args.seeds}")
     try:
         space = parse_space(args.space, module.SPEC, module.ALIASES)
+        args.sampled = None
+        if args.search == "optuna":
+            if args.lr_sweep is not None or args.plot is not None:
+                raise SpaceError("--search optuna samples points: it goes with neither --lr-sweep nor --plot")
+            if importlib.util.find_spec("optuna") is None:
+                raise SpaceError("--search optuna: the optuna package is not installed (pip install optuna)")
+            args.sampled = search_space(args.space, module.SPEC, module.ALIASES, module.PRESETS[args.preset]())
+            if not any(not isinstance(v, (int, float, str, bool, type(None))) for v in args.sampled.values()):
+                raise SpaceError("--search optuna needs ranges to sample: give --space KEY=START:STOP:logN (or "
+                                 "several values) for at least one key")
+            args.num_samples = args.num_samples or 10
+            if not 1 <= args.num_samples <= 100_000:
+                raise SpaceError(f"--num-samples must be in 1..100000, got {args.num_samples}")
         args.rates = parse_rates(args.lr_sweep) if args.lr_sweep is not None else None
         if args.rates:
             lr_path = module.ALIASES.get("lr")
@@ -168,7 +229,7 @@ def check_inputs(args) -> tuple[Any, list, list[dict]]:
             if any(p == seed_path for _, p, _ in space):
                 raise SpaceError("--seeds and --space seed=... both set the seed; use one")
             space.append(("seed", seed_path, list(range(args.seeds))))
-        points = grid_points(module.PRESETS[args.preset](), space)
+        points = grid_points(module.PRESETS[args.preset](), space) if args.sampled is None else []
         if args.rates:  # every rate must make a valid spec too
             grid_points(module.PRESETS[args.preset](), [("lr", module.ALIASES["lr"], args.rates)])
         if hasattr(module, "preflight"):  # what a trial needs from this machine (e.g. data files)
@@ -187,6 +248,22 @@ def check_inputs(args) -> tuple[Any, list, list[dict]]:
     return module, space, points
 
 
+def runtime_env(args) -> dict:
+    """What every worker gets from the driver, on any node: memkit, recipes and ablations as ``py_modules``;
+    a user's recipe file in a ``working_dir`` of its own (the trial loads it by name from there)."""
+    repo = RECIPES.parent
+    env: dict = {"py_modules": [str(repo / name) for name in ("memkit", "recipes", "ablations")],
+                 "env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
+    if is_recipe_path(args.recipe):
+        import shutil
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="memkit-recipe-"))
+        shutil.copy(args.recipe, folder / Path(args.recipe).name)
+        env["working_dir"] = str(folder)
+    return env
+
+
 def start_ray(args) -> str | None:
     """Start (or join) Ray quietly; returns the dashboard URL (None without one)."""
     import ray
@@ -195,16 +272,15 @@ def start_ray(args) -> str | None:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         for name in ("ray", "ray.tune", "ray.train", "ray.data"):
             logging.getLogger(name).setLevel(logging.ERROR)
-    repo = str(RECIPES.parent)
-    path = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)
     common = dict(log_to_driver=args.verbose, logging_level=logging.INFO if args.verbose else logging.ERROR,
-                  runtime_env={"env_vars": {"PYTHONPATH": path}})
+                  runtime_env=runtime_env(args))
     try:
         if args.address:
             ctx = ray.init(address=args.address, **common)
         else:  # always a fresh local cluster: never attach to another grid's by accident
-            ctx = ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=not args.no_dashboard,
-                           dashboard_host="127.0.0.1", _temp_dir=RAY_TMP, **common)
+            ctx = ray.init(address="local", num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+                           include_dashboard=not args.no_dashboard, dashboard_host="127.0.0.1", _temp_dir=RAY_TMP,
+                           **common)
     except Exception as e:  # noqa: BLE001  (Ray raises several types for a cluster it cannot join)
         raise UsageError(f"--address {args.address or 'local'}: Ray could not start or join ({str(e).splitlines()[0]})") from None
     url = getattr(ctx, "dashboard_url", None)
@@ -221,9 +297,18 @@ def dashboard_help(url: str | None) -> str:
             "or print it with `ray get-auth-token`)")
 
 
-def _make_callback(labels: dict[str, str], total: int, out: Path, metrics: list[str]):
+def trial_point(config: dict, seed_path: str | None) -> dict:
+    """The point a trial ran: its config's point, with the seed a search's repeat gave it."""
+    point = dict(config["point"])
+    if "__trial_index__" in config and seed_path:
+        point[seed_path] = config["__trial_index__"]
+    return point
+
+
+def _make_callback(labels: dict[str, str], total: int, out: Path, metrics: list[str], seed_path: str | None = None):
     """A Tune callback: one compact line per epoch, printed and appended to progress.log (and the
-    epoch's figures to epochs.jsonl) as it comes; each finished trial appended to trials.jsonl."""
+    epoch's figures to epochs.jsonl) as it comes; each finished trial appended to trials.jsonl with
+    its best model's checkpoint, the node it ran on, and how it ended."""
     from ray.tune import Callback
 
     log_path = out / "trials.jsonl"
@@ -238,7 +323,8 @@ def _make_callback(labels: dict[str, str], total: int, out: Path, metrics: list[
             self.done, self.last, self.history = 0, {}, {}
 
         def _label(self, trial) -> str:
-            return labels.get(json.dumps(trial.config["point"], sort_keys=True), trial.trial_id)
+            point = trial_point(trial.config, seed_path)
+            return labels.get(json.dumps(point, sort_keys=True)) or ",".join(f"{k}={v}" for k, v in point.items())
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             self.last[trial.trial_id] = result
@@ -255,8 +341,12 @@ def _make_callback(labels: dict[str, str], total: int, out: Path, metrics: list[
             last = self.last.get(trial.trial_id, {})
             if status == "ok" and not last.get("final"):  # stopped early by the scheduler
                 status, last = "stopped", {**last, "recall_acc": last.get("val_acc")}
-            row = {"trial": self._label(trial), "status": status, "error": error, "point": trial.config["point"],
-                   "history": self.history.get(trial.trial_id, [])}
+            if last.get("failure"):  # diverged or out of memory: ended on purpose, not retried
+                status, error = last["failure"], last.get("error", "")
+            checkpoint = getattr(trial, "checkpoint", None)
+            row = {"trial": self._label(trial), "status": status, "error": error,
+                   "point": trial_point(trial.config, seed_path), "history": self.history.get(trial.trial_id, []),
+                   "node": last.get("node"), "checkpoint": f"{checkpoint.path}/model" if checkpoint else None}
             # every figure the trial returned (report recipes read more than the table shows)
             row.update({k: v for k, v in last.items() if k in metrics or is_figure(k, v)})
             row.update({k: last[k] for k in ("capped", "stop") if k in last})  # how the run ended
@@ -284,7 +374,11 @@ def _trial_error(trial) -> str:
     return lines[-1] if lines else "trial failed"
 
 
-def _run_trials(args, todo: list[dict], labels: dict[str, str], out: Path, metrics: list[str]) -> None:
+def _run_trials(args, todo: list[dict], labels: dict[str, str], out: Path, metrics: list[str], name: str,
+                seed_path: str | None = None, select_by: str = "val_ppl") -> None:
+    """One Ray Tune experiment (``name``) over the points ``todo`` (a grid), or over ``args.sampled`` (a
+    search); an experiment already in the storage is restored instead: finished trials stay, the others
+    go on from their last checkpoints."""
     import ray
     from ray import tune
 
@@ -298,20 +392,44 @@ def _run_trials(args, todo: list[dict], labels: dict[str, str], out: Path, metri
     if gpus:
         resources["gpu"] = min(args.gpus_per_trial, gpus)
     print(f"resources per trial: {resources} (cluster: {int(ray.cluster_resources().get('CPU', 0))} CPUs, {gpus:g} GPUs)")
+    trainable = tune.with_resources(tune_trainable, resources)
+    storage = args.storage or str(out / "ray")
+    experiment = f"{storage.rstrip('/')}/{name}"
+    if tune.Tuner.can_restore(experiment):  # an interrupted grid: Tune's own record of its trials
+        print(f"restoring {experiment}: finished trials stay, the others go on from their last checkpoints")
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        tuner.fit()
+        return
     scheduler = None
     if args.scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
         scheduler = ASHAScheduler(metric="val_loss", mode="min", grace_period=1)
+    recipe = Path(args.recipe).name if is_recipe_path(args.recipe) else args.recipe  # in the working_dir
+    config = {"recipe": recipe, "preset": args.preset, "threads": args.cpus_per_trial,
+              "checkpoints": args.keep_checkpoints > 0, "seed_path": seed_path}
+    search_alg, samples = None, 1
+    if args.sampled is not None:
+        from ray.tune.search import Repeater
+        from ray.tune.search.optuna import OptunaSearch
+
+        better = BETTER.get(select_by, min)
+        search_alg = OptunaSearch(metric=select_by, mode="max" if better is max else "min", seed=0)
+        if args.seeds > 1:  # each sampled point over the seeds (the trial index becomes the seed)
+            search_alg = Repeater(search_alg, repeat=args.seeds)
+        config["point"], samples = args.sampled, args.num_samples * args.seeds
+    else:
+        config["point"] = tune.grid_search(todo)
     tuner = tune.Tuner(
-        tune.with_resources(tune_trainable, resources),
-        param_space={"recipe": str(Path(args.recipe).resolve()) if is_recipe_path(args.recipe) else args.recipe,
-                     "preset": args.preset, "threads": args.cpus_per_trial, "point": tune.grid_search(todo)},
-        tune_config=tune.TuneConfig(scheduler=scheduler),
+        trainable,
+        param_space=config,
+        tune_config=tune.TuneConfig(scheduler=scheduler, search_alg=search_alg, num_samples=samples),
         run_config=tune.RunConfig(
-            name="tune", storage_path=str(out / "ray"), verbose=2 if args.verbose else 0,
-            callbacks=[_make_callback(labels, len(todo), out, metrics)],
-            failure_config=tune.FailureConfig(max_failures=0),
+            name=name, storage_path=storage, verbose=2 if args.verbose else 0,
+            callbacks=[_make_callback(labels, len(todo) or samples, out, metrics, seed_path)]
+            + logger_callbacks(args.logger, out, f"memkit-{Path(args.recipe).stem}"),
+            failure_config=tune.FailureConfig(max_failures=args.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=max(1, args.keep_checkpoints)),
         ),
     )
     tuner.fit()
@@ -331,11 +449,11 @@ def write_report(module, rows: list[dict], names: list[str], preset: str, out: P
     return text
 
 
-def _run_round(args, todo, labels, out, metrics) -> bool:
-    """Run the unfinished trials of one round; True when Ctrl-C stopped it."""
+def _run_round(args, todo, labels, out, metrics, name: str, seed_path=None, select_by="val_ppl") -> bool:
+    """Run the unfinished trials of one round (Ray experiment ``name``); True when Ctrl-C stopped it."""
     try:
-        if todo:
-            _run_trials(args, todo, labels, out, metrics)
+        if todo or args.sampled is not None:
+            _run_trials(args, todo, labels, out, metrics, name, seed_path, select_by)
     except KeyboardInterrupt:
         return True
     return False
@@ -352,7 +470,8 @@ def run_grid(args, module, space, points) -> int:
         (out / "grid.json").write_text(json.dumps(
             {"recipe": str(Path(args.recipe).resolve()) if is_recipe_path(args.recipe) else args.recipe,
              "preset": args.preset, "space": args.space, "seeds": args.seeds, "lr_sweep": args.lr_sweep,
-             "plot": args.plot}, indent=2))
+             "plot": args.plot, "search": args.search, "num_samples": args.num_samples, "storage": args.storage,
+             "logger": args.logger, "keep_checkpoints": args.keep_checkpoints}, indent=2))
     keys = [(k, p) for k, p, _ in space]
     seed_path = module.ALIASES.get("seed") if args.seeds > 1 else None
     lr_path = module.ALIASES.get("lr") if args.rates else None
@@ -373,7 +492,7 @@ def run_grid(args, module, space, points) -> int:
         print(f"learning-rate sweep: {len(designs)} design(s) x {len(args.rates)} rates "
               f"({', '.join(fmt(r) for r in args.rates)}), seed 0; {len(sweep) - len(todo)} already done; "
               f"results in {out}", flush=True)
-        interrupted = _run_round(args, todo, {key_of(pt): label(pt) for pt in sweep}, out, metrics)
+        interrupted = _run_round(args, todo, {key_of(pt): label(pt) for pt in sweep}, out, metrics, "sweep", seed_path)
         select_by = getattr(module, "SELECT_BY", "val_ppl")
         swept = [t for t in read_trials(out / "trials.jsonl") if key_of(t["point"]) in {key_of(p) for p in sweep}]
         chosen = choose_rates(swept, lambda t: point_label(t["point"], keys, seed_path), lambda t: t["point"][lr_path],
@@ -393,12 +512,21 @@ def run_grid(args, module, space, points) -> int:
         interrupted = False
     done = finished()
     todo = [pt for pt in points if key_of(pt) not in done]
-    print(f"grid: {len(points)} trial(s) of {args.recipe}/{args.preset}, {len(points) - len(todo)} already done; "
-          f"results in {out}", flush=True)
-    interrupted = interrupted or _run_round(args, todo, {key_of(pt): label(pt) for pt in points}, out, metrics)
+    select_by = getattr(module, "SELECT_BY", "val_ppl")
+    if args.sampled is not None:
+        print(f"search: {args.num_samples} point(s) sampled by optuna from --space, x {args.seeds} seed(s), "
+              f"best by {select_by}; results in {out}", flush=True)
+    else:
+        print(f"grid: {len(points)} trial(s) of {args.recipe}/{args.preset}, {len(points) - len(todo)} already done; "
+              f"results in {out}", flush=True)
+    interrupted = interrupted or _run_round(args, todo, {key_of(pt): label(pt) for pt in points}, out, metrics,
+                                            "grid", seed_path, select_by)
     wall = time.perf_counter() - t0
-    wanted = {key_of(pt) for pt in points}
-    trials = [t for t in read_trials(out / "trials.jsonl") if key_of(t["point"]) in wanted]
+    trials = read_trials(out / "trials.jsonl")
+    if args.sampled is None:  # a grid's table holds its points; a search's, whatever it sampled
+        wanted = {key_of(pt) for pt in points}
+        trials = [t for t in trials if key_of(t["point"]) in wanted]
+    expected = len(points) if args.sampled is None else args.num_samples * args.seeds
     if getattr(module, "TEST_SPLIT", False):
         notes.insert(0, "Figures come from a test split that training, early stopping and any learning-rate choice "
                         "never saw; each cell is the mean over seeds with its 95% bootstrap interval.")
@@ -407,6 +535,7 @@ def run_grid(args, module, space, points) -> int:
                         "rate was chosen on (optimistic).")
     extra = sorted({k for t in trials for k, v in t.items() if k not in metrics and k != "train_seconds" and is_figure(k, v)})
     rows = aggregate(trials, keys, seed_path, metrics + extra, recall)
+    best_checkpoints(rows, trials, keys, seed_path, select_by)
     if lr_path:
         for r in rows:
             r["lr"] = chosen.get(r["_design"])
@@ -430,17 +559,36 @@ def run_grid(args, module, space, points) -> int:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nwall {wall:.1f}s; the grid's trials' own times sum to {own:.1f}s; driver peak memory {peak_mb:.0f} MB")
     print(f"table: {out / 'results.csv'} (also .md, .json, raw, plots; per-epoch lines in progress.log)")
-    missing = len(wanted) - sum(t["status"] in ("ok", "stopped") for t in trials)
+    missing = expected - sum(t["status"] in ("ok", "stopped") for t in trials)
     failed = sum(t["status"] == "failed" for t in trials)
-    if interrupted or missing > failed:
-        print(f"interrupted: {max(missing - failed, 1)} trial(s) unfinished; finish with --resume {out}", file=sys.stderr)
+    ended = {cause: sum(t["status"] == cause for t in trials) for cause in ("nan", "oom")}
+    if interrupted or missing > failed + sum(ended.values()):
+        print(f"interrupted: {max(missing - failed - sum(ended.values()), 1)} trial(s) unfinished; finish with "
+              f"--resume {out}", file=sys.stderr)
         return 130
     if lr_path and lost:
         failed += len(lost)
     if failed:
-        print(f"{failed} of {len(wanted)} trial(s) failed; rerun them with --resume {out}", file=sys.stderr)
+        print(f"{failed} of {expected} trial(s) failed; rerun them with --resume {out}", file=sys.stderr)
         return 1
+    if any(ended.values()):
+        print(f"{ended['nan']} trial(s) diverged (loss not finite) and {ended['oom']} ran out of memory: not retried; "
+              "lower the learning rate or the batch", file=sys.stderr)
+        return 3
     return 0
+
+
+def best_checkpoints(rows: list[dict], trials: list[dict], keys, seed_path, select_by: str) -> None:
+    """Each point's ``checkpoint``: the model of its seed with the best ``select_by`` figure."""
+    better = BETTER.get(select_by, min)
+    by_design: dict[str, list[dict]] = {}
+    for t in trials:
+        if t["status"] == "ok" and t.get("checkpoint") and isinstance(t.get(select_by), (int, float)):
+            by_design.setdefault(point_label(t["point"], keys, seed_path), []).append(t)
+    for r in rows:
+        members = by_design.get(r["_design"])
+        if members:
+            r["checkpoint"] = better(members, key=lambda t: t[select_by])["checkpoint"]
 
 
 def _write_sweep(out: Path, swept: list[dict], keys, seed_path, lr_path, select_by: str, chosen: dict) -> None:
@@ -463,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.list_keys:
-            print(list_keys(_check_recipe(args.recipe)))
+            print(list_keys(_check_recipe(args.recipe or "infini_pythia")))
             return 0
         module, space, points = check_inputs(args)
         return run_grid(args, module, space, points)

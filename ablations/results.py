@@ -244,7 +244,7 @@ def write_all(out: Path, trials: list[dict], rows: list[dict], layout: Layout) -
         w = csv.DictWriter(f, fieldnames=flat_cols, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    raw_cols = ["trial", "status", "error", "capped", "stop"] + layout.metrics + ["train_seconds"]
+    raw_cols = ["trial", "status", "error", "capped", "stop"] + layout.metrics + ["train_seconds", "node", "checkpoint"]
     with (out / "results_raw.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["point"] + raw_cols, extrasaction="ignore")
         w.writeheader()

@@ -212,3 +212,32 @@ def grid_points(base: Spec, space: list[tuple[str, str, list]]) -> list[dict[str
             shown = ",".join(f"{keys[p]}={v}" for p, v in point.items())
             raise SpaceError(f"grid point {shown} is not a valid spec: {e}") from None
     return points or [{}]
+
+
+def search_space(items: list[str], spec_cls: type[Spec], aliases: dict[str, str], base: Spec) -> dict[str, Any]:
+    """For a sampled search (``--search optuna``): {dotted path: a Ray Tune domain, or a fixed value}.
+
+    A range samples its interval: ``START:STOP:logN`` log-uniformly, ``START:STOP:linN`` uniformly (N is
+    ignored), integer ``START:STOP[:STEP]`` over its steps; several values are a choice among them; one
+    value is fixed. Every range's ends and every listed value are validated by the spec here."""
+    from ray import tune
+
+    fields = leaf_fields(spec_cls)
+    out: dict[str, Any] = {}
+    for key, path, values in parse_space(items, spec_cls, aliases):
+        raw = next(item.partition("=")[2] for item in items if item.partition("=")[0].strip() == key)
+        grid_points(base, [(key, path, values)])  # every value (a range's included) makes a valid spec
+        if ":" not in raw or "," in raw:
+            out[path] = tune.choice(values) if len(values) > 1 else values[0]
+            continue
+        kind = _numeric(fields[path].annotation)
+        lo, hi, *rest = raw.split(":")
+        how = rest[0].strip().lower() if rest else "1"
+        lo, hi = kind(float(lo)), kind(float(hi))
+        if how.startswith("log"):
+            out[path] = tune.loguniform(lo, hi) if kind is float else tune.lograndint(lo, hi + 1)
+        elif how.startswith("lin"):
+            out[path] = tune.uniform(lo, hi) if kind is float else tune.randint(lo, hi + 1)
+        else:
+            out[path] = tune.qrandint(lo, hi, int(how))
+    return out

@@ -1,0 +1,51 @@
+"""A trained model on disk: written by the grid's trials (their best epoch), read back by ``memkit.load``.
+
+A transformers model (``save_pretrained``) is written in the ecosystem's format: ``config.json`` and
+``model.safetensors``, loadable with ``AutoModelForCausalLM.from_pretrained`` after ``import memkit``.
+Any other model is written as its weights (``model.pt``) and, when it carries the spec it was built
+from (``model.spec``), that spec (``spec.json``) so that ``load`` can build it again.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def save_model(model: nn.Module, directory: str | os.PathLike, state_dict: dict | None = None) -> Path:
+    """Write ``model`` (with ``state_dict`` as its weights, e.g. the best epoch's) to ``directory``."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "save_pretrained"):
+        model.save_pretrained(out, state_dict=state_dict)
+        return out
+    torch.save(state_dict if state_dict is not None else model.state_dict(), out / "model.pt")
+    spec = getattr(model, "spec", None)
+    if spec is not None:
+        (out / "spec.json").write_text(json.dumps({"spec": f"{type(spec).__module__}.{type(spec).__qualname__}",
+                                                   "fields": spec.model_dump(mode="json")}, indent=1))
+    return out
+
+
+def load(path: str | os.PathLike, map_location="cpu") -> nn.Module:
+    """The model written at ``path`` (a grid checkpoint's ``model`` folder, or any ``save_pretrained`` one)."""
+    where = Path(path).expanduser()
+    if (where / "config.json").is_file():
+        from transformers import AutoModelForCausalLM
+
+        import memkit  # noqa: F401  (registers memkit's model types with the Auto classes)
+
+        return AutoModelForCausalLM.from_pretrained(where)
+    if (where / "spec.json").is_file() and (where / "model.pt").is_file():
+        saved = json.loads((where / "spec.json").read_text())
+        module, _, name = saved["spec"].rpartition(".")
+        model = getattr(importlib.import_module(module), name).create(**saved["fields"]).build()
+        model.load_state_dict(torch.load(where / "model.pt", map_location=map_location, weights_only=True))
+        return model
+    raise ValueError(f"load: no model at {str(path)!r}: expected config.json (a transformers model) or spec.json "
+                     "with model.pt (a grid checkpoint's model folder)")
