@@ -3,7 +3,8 @@ per-epoch figures as they come.
 
 - ``tensorboard`` (default): event files per trial under the grid's Ray folder (``tensorboard --logdir``);
 - ``wandb``: Weights & Biases, offline unless ``WANDB_MODE`` says otherwise (``wandb sync`` uploads later);
-- ``mlflow``: an MLflow file store in the grid's folder (``mlruns/``) unless ``MLFLOW_TRACKING_URI`` is set;
+- ``mlflow``: an MLflow store in the grid's folder (``mlflow.db``, SQLite: ``mlflow ui --backend-store-uri
+  sqlite:///<grid>/mlflow.db``) unless ``MLFLOW_TRACKING_URI`` points elsewhere (a server);
 - ``none``.
 """
 
@@ -46,6 +47,6 @@ def logger_callbacks(names: list[str], out: Path, experiment: str) -> list:
     if "mlflow" in names:
         from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or (out / "mlruns").resolve().as_uri()
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(out / 'mlflow.db').resolve()}"
         callbacks.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=experiment))
     return callbacks
