@@ -1,121 +1,149 @@
-"""memkit's models as transformers models: a config made from a spec, an output that unpacks as
-``(logits, state)``, and the errors a saved model or an input can raise.
+"""One grid trial as a plain function: (recipe, preset, overrides) -> metrics. Debuggable without Ray.
 
-The spec stays the one place settings live: ``SpecConfig.from_spec(spec)`` stores the spec's fields in the
-config (flat, as any ``config.json``), validated by the spec, and ``config.to_spec()`` gives the spec back.
-``register()`` (called once by ``import memkit``: the package's one import-time side effect) tells
-``AutoConfig`` and ``AutoModelForCausalLM`` about the model types ``memkit`` and ``memkit_context_kv``.
-
-Axes: B batch, T tokens, V vocab.
+Under Ray Tune (``tune_trainable``) a trial reports each epoch as it ends with a checkpoint: the training
+state to resume from (``train_state.pt``) and the best epoch's model so far (``model/``, see
+``memkit.models.checkpoint``). A restarted trial (a crashed worker retried, or a grid resumed with
+``--resume``) gets its last checkpoint back from Tune and goes on from that epoch. A trial whose loss
+goes NaN or that runs out of memory ends with that cause (``failure``) instead of raising: Tune would
+retry it, and neither comes right by retrying.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+import importlib
+import importlib.util
+import math
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
 
-import torch
-from transformers import PreTrainedConfig, PreTrainedModel
-from transformers.utils import ModelOutput
-
-
-class CheckpointError(ValueError):
-    """A saved model or checkpoint that memkit cannot use; the message says what is wrong and what is allowed."""
-
-
-class InputTooLong(ValueError):
-    """An input reaching past the positions the model was built for (full-window mode)."""
+from ablations.space import apply_overrides
 
 
-class SpecConfig(PreTrainedConfig):
-    """A transformers config holding a memkit spec's fields. Subclasses set ``model_type`` and ``spec_class``."""
-
-    spec_class: ClassVar[type] = None
-
-    def __post_init__(self, **kwargs):
-        names = set(self.spec_class.model_fields)
-        mine = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
-        spec = self.spec_class.create(**mine)  # defaults and validation: the spec's
-        super().__post_init__(**spec.model_dump(), **kwargs)
-
-    @classmethod
-    def from_spec(cls, spec) -> "SpecConfig":
-        return cls(**spec.model_dump())
-
-    def to_spec(self):
-        """The spec these settings came from (validated again)."""
-        return self.spec_class.create(**{name: getattr(self, name) for name in self.spec_class.model_fields})
+def is_recipe_path(name: str) -> bool:
+    return name.endswith(".py") or "/" in name
 
 
-@dataclass
-class LMOutput(ModelOutput):
-    """A memkit model's output: ``logits`` [B,T,V], ``state`` (what to pass to the next call) and ``loss`` (when
-    ``labels`` were given). Unpacks and indexes as ``(logits, state)``, memkit's calling convention
-    (``logits, state = model(ids)``, ``model(ids)[0]``); ``.logits``, ``.loss`` and ``["logits"]`` as
-    transformers' outputs."""
-
-    loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    state: Any = None
-
-    def __iter__(self):
-        return iter((self.logits, self.state))
-
-    def __getitem__(self, k):
-        return super().__getitem__(k) if isinstance(k, str) else (self.logits, self.state)[k]
+def find_recipe_file(name: str) -> Path:
+    """A recipe file by path; on a worker, by its name in a folder on ``sys.path`` (Ray puts the
+    runtime_env's working_dir there, whatever folder the trial runs in)."""
+    path = Path(name)
+    if path.is_file():
+        return path.resolve()
+    for folder in sys.path:
+        found = Path(folder or ".") / path.name
+        if found.is_file():
+            return found.resolve()
+    raise FileNotFoundError(f"recipe file {name!r}: not here, nor in the runtime_env's working_dir")
 
 
-class SpecModel(PreTrainedModel):
-    """What memkit's transformers models share. Blocks initialise themselves when built (memkit's own inits),
-    so transformers' weight init leaves them alone; loading restores what parameters carry beside their
-    values (the trainer's gate tag)."""
-
-    base_model_prefix = "memkit"
-    supports_gradient_checkpointing = False
-    _supports_sdpa = True
-
-    def _init_weights(self, module):
-        pass  # GPT-NeoX initialises its own modules (its _init_weights), memkit's blocks theirs at build time
-
-    def _mark_initialised(self, *modules) -> None:
-        """Modules built here keep their init: transformers' post_init would re-initialise them with GPT-NeoX's
-        init when they sit inside the GPT-NeoX model."""
-        for module in modules:
-            for m in module.modules():
-                m._is_hf_initialized = True
-
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        loaded = super().from_pretrained(*args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded
-        model.after_load()
-        return loaded
-
-    def after_load(self) -> None:
-        """Loading replaces parameters: tag the gate logits again (the trainer gives them their own rate)."""
-        for m in self.modules():
-            gate = getattr(m, "gate_logit", None)
-            if isinstance(gate, torch.nn.Parameter):
-                gate.memkit_group = "gate"
-
-    @property
-    def spec(self):
-        """The spec this model was built from."""
-        return self.config.to_spec()
-
-    def check_plain_input(self, attention_mask) -> None:
-        if attention_mask is not None and not bool(attention_mask.all()):
-            raise ValueError("attention_mask: memkit models take unpadded inputs (every row as long as the call); "
-                             "mark documents with the end-of-document id instead")
+def load_recipe(name: str):
+    """``recipes.<name>``, or a recipe file by path (a user's own, outside the repo). It must
+    define PRESETS, SPEC, ALIASES and run()."""
+    if not is_recipe_path(name):
+        return importlib.import_module(f"recipes.{name}")
+    path = find_recipe_file(name)
+    mod_name = f"memkit_user_recipe_{abs(hash(str(path)))}"
+    if mod_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[mod_name]
 
 
-def register() -> None:
-    """Register memkit's model types with transformers' Auto classes (idempotent)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+def run_point(
+    recipe: str, preset: str, overrides: dict[str, Any], threads: int = 0, on_epoch: Callable[[dict], None] | None = None
+) -> dict:
+    module = load_recipe(recipe)
+    spec = apply_overrides(module.PRESETS[preset](), overrides)
+    if threads:  # as many torch threads as CPUs the trial was given: trials must not oversubscribe
+        import torch
 
-    from memkit.models.context_kv_lm import ContextKVConfig, ContextKVLM
-    from memkit.models.memory_lm import MemkitConfig, MemoryLM
+        torch.set_num_threads(threads)
+    return module.run(spec, on_epoch=on_epoch, progress=False)
 
-    for config, model in ((MemkitConfig, MemoryLM), (ContextKVConfig, ContextKVLM)):
-        AutoConfig.register(config.model_type, config, exist_ok=True)
-        AutoModelForCausalLM.register(config, model, exist_ok=True)
+
+def with_loss(row: dict) -> dict:
+    """The row with ``val_loss``: a scheduler (ASHA) reads it from every result, and a recipe may report
+    only val_ppl."""
+    ppl = row.get("val_ppl")
+    loss = math.log(ppl) if isinstance(ppl, (int, float)) and ppl > 0 and math.isfinite(ppl) else float("nan")
+    return {"val_loss": loss, **row}
+
+
+class TuneEpochs:
+    """The ``on_epoch`` a Tune trial gives its recipe (a ``memkit.training.trainer.EpochHook``): each epoch
+    is reported with a checkpoint of the training state and of the best model so far, unless
+    ``checkpoints`` is off; ``resume_state`` reads the trial's last checkpoint when Tune restored it."""
+
+    def __init__(self, checkpoints: bool = True):
+        self.checkpoints, self.pending = checkpoints, None
+
+    def resume_state(self):
+        import torch
+        from ray import tune
+
+        from memkit.training.trainer import TrainState
+
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as folder:
+            return TrainState.from_dict(torch.load(Path(folder) / "train_state.pt", weights_only=True))
+
+    def save_state(self, state, model) -> None:
+        import torch
+
+        from memkit.models.checkpoint import save_model
+
+        if not self.checkpoints:
+            return
+        folder = Path(tempfile.mkdtemp(prefix="memkit-ckpt-"))
+        torch.save(state.as_dict(), folder / "train_state.pt")
+        save_model(model, folder / "model", state.best_state)
+        self.pending = folder
+
+    def __call__(self, row: dict) -> None:
+        from ray import tune
+
+        folder, self.pending = self.pending, None
+        try:
+            tune.report({**with_loss(row), "final": False},
+                        checkpoint=tune.Checkpoint.from_directory(str(folder)) if folder else None)
+        finally:
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)  # Tune has copied it to the trial's storage
+
+
+def failure_of(error: BaseException) -> str | None:
+    """"nan" or "oom" for failures a retry cannot mend; None for anything else."""
+    if isinstance(error, FloatingPointError):
+        return "nan"
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return "oom"
+    return None
+
+
+def tune_trainable(config: dict) -> None:
+    """Ray Tune entry: reports each epoch as it ends (with a checkpoint), then the final figures
+    (``final=True``), the node it ran on, and, if it diverged or ran out of memory, ``failure``."""
+    import ray
+    from ray import tune
+
+    point = dict(config["point"])
+    if "__trial_index__" in config and config.get("seed_path"):  # a search repeats each sample over seeds
+        point[config["seed_path"]] = config["__trial_index__"]
+    node = ray.get_runtime_context().get_node_id()
+    try:
+        metrics = run_point(config["recipe"], config["preset"], point, config.get("threads", 0),
+                            TuneEpochs(config.get("checkpoints", True)))
+    except Exception as e:  # noqa: BLE001  (only NaN and out-of-memory end here; the rest is re-raised)
+        cause = failure_of(e)
+        if cause is None:
+            raise
+        tune.report({"final": True, "failure": cause, "error": f"{type(e).__name__}: {str(e)[:300]}", "node": node})
+        return
+    tune.report({**with_loss(metrics), "final": True, "node": node})

@@ -214,3 +214,36 @@ def test_resume_of_a_folder_made_by_another_recipe_exits_2(tmp_path):
     res = grid("--recipe", "infini_pythia", "--resume", str(tmp_path), timeout=120)
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert res.returncode == 2 and len(lines) == 1 and "ran recipe 'context_kv'" in lines[0], res.stderr
+
+
+SLEEPER = """
+import time
+from pydantic import Field
+from memkit.spec import Spec
+
+class S(Spec):
+    x: int = Field(0, ge=0)
+    seed: int = 0
+
+SPEC, PRESETS, ALIASES, METRICS = S, {{"tiny": S}}, {{"x": "x", "seed": "seed"}}, ["val_ppl"]
+
+def run(spec, on_epoch=None, progress=None):
+    start = time.time()
+    time.sleep(12)
+    with open("{log}", "a") as f:
+        f.write(f"{{start}} {{time.time()}}\\n")
+    return {{"val_ppl": 1.0 + spec.x}}
+"""
+
+
+@pytest.mark.slow
+def test_a_quarter_gpu_per_trial_runs_four_trials_at_once_on_one_gpu(tmp_path):
+    """Ray counts a GPU it is told of (--num-gpus 1, here without one): four trials of 0.25 GPU run at once."""
+    log = tmp_path / "times.txt"
+    (tmp_path / "sleeper.py").write_text(SLEEPER.format(log=log))
+    res = grid("--recipe", str(tmp_path / "sleeper.py"), "--space", "x=0,1,2,3", "--seeds", "1", "--num-cpus", "4",
+               "--num-gpus", "1", "--gpus-per-trial", "0.25", "--results", str(tmp_path / "r"), "--logger", "none")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "'gpu': 0.25" in res.stdout
+    spans = [tuple(map(float, line.split())) for line in log.read_text().splitlines()]
+    assert len(spans) == 4 and max(s for s, _ in spans) < min(e for _, e in spans)  # all four at once
