@@ -456,6 +456,12 @@ def _run_round(args, todo, labels, out, metrics, name: str, seed_path=None, sele
             _run_trials(args, todo, labels, out, metrics, name, seed_path, select_by)
     except KeyboardInterrupt:
         return True
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001  (Ray gave up, e.g. its memory monitor killed workers): keep what finished
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"Ray stopped the grid: {message}", file=sys.stderr)
+        return True
     return False
 
 
