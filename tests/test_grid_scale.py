@@ -247,3 +247,21 @@ def test_a_quarter_gpu_per_trial_runs_four_trials_at_once_on_one_gpu(tmp_path):
     assert "'gpu': 0.25" in res.stdout
     spans = [tuple(map(float, line.split())) for line in log.read_text().splitlines()]
     assert len(spans) == 4 and max(s for s, _ in spans) < min(e for _, e in spans)  # all four at once
+
+
+def test_when_ray_gives_up_the_grid_says_so_in_one_line_and_counts_as_interrupted(monkeypatch, capsys):
+    """Ray's memory monitor killing workers surfaces as an exception from Tune: the finished trials stay
+    (trials.jsonl), the grid says why in one line and exits as interrupted, --resume goes on."""
+    from types import SimpleNamespace
+
+    from ablations import grid as grid_module
+
+    def give_up(*args, **kwargs):
+        raise RuntimeError("Caught unexpected exception: 2 worker(s) were killed due to the node running low on memory.\n...")
+
+    monkeypatch.setattr(grid_module, "_run_trials", give_up)
+    args = SimpleNamespace(sampled=None)
+    assert grid_module._run_round(args, [{"x": 1}], {}, None, [], "grid") is True
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["Ray stopped the grid: Caught unexpected exception: 2 worker(s) were killed due to the node "
+                   "running low on memory."]
