@@ -192,7 +192,7 @@ def summary(rows: list[dict], key_names: list[str], metrics: list[str], values: 
             best = ranked[0]
             n = best["seeds"] - best["failed"]
             interval = f", 95% CI {fmt(best[f'{m}_lo'])} to {fmt(best[f'{m}_hi'])}" if n > 1 else ""
-            parts.append(f"{m}: {_name(best, key_names)} is best ({fmt(best[f'{m}_mean'])}{interval}, {n} seed(s))")
+            parts.append(f"{m}: {_name(best, key_names)} is best ({fmt(best[f'{m}_mean'])}{interval}, {n} seed{'s' * (n != 1)})")
             per_seed = values.get(m, {})
             for other in ranked[1:]:
                 d = paired_difference(per_seed.get(best["_design"], {}), per_seed.get(other["_design"], {}))
@@ -200,11 +200,11 @@ def summary(rows: list[dict], key_names: list[str], metrics: list[str], values: 
                 if d is None or d["n"] < 2:
                     parts.append(f"{head}, but with under 2 shared seeds no interval can be given (use --seeds)")
                 elif d["excludes_zero"]:
-                    parts.append(f"{head} by {d['mean']:+.4g} paired over {d['n']} seeds (95% CI {d['low']:+.4g} to "
-                                 f"{d['high']:+.4g}, excludes 0: a real difference)")
+                    parts.append(f"{head} by {d['mean']:+.3g} paired over {d['n']} seeds (95% CI {d['low']:+.3g} to "
+                                 f"{d['high']:+.3g}, excludes 0: a real difference)")
                 else:
-                    parts.append(f"{head} by {d['mean']:+.4g} paired over {d['n']} seeds (95% CI {d['low']:+.4g} to "
-                                 f"{d['high']:+.4g}, includes 0: these seeds cannot tell them apart)")
+                    parts.append(f"{head} by {d['mean']:+.3g} paired over {d['n']} seeds (95% CI {d['low']:+.3g} to "
+                                 f"{d['high']:+.3g}, includes 0: these seeds cannot tell them apart)")
         if capped:
             names = "; ".join(f"{_name(r, key_names)} ({r['capped']} of {r['seeds'] - r['failed']} seeds)" for r in capped)
             parts.append(f"not ranked, still improving at max_epochs (capped): {names}")
