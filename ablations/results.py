@@ -273,7 +273,7 @@ def curve(out: Path, rows: list[dict], x_key: str, metric: str, key_names: list[
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    others = [k for k in key_names if k != x_key]
+    others = [k for k in key_names if k != x_key and len({str(r.get(k)) for r in rows}) > 1]  # the designs
     lines: dict[str, list[dict]] = {}
     for r in rows:
         lines.setdefault(", ".join(f"{k}={r.get(k)}" for k in others) or metric, []).append(r)
