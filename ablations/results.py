@@ -215,6 +215,11 @@ def summary(rows: list[dict], key_names: list[str], metrics: list[str], values: 
                 seeds = ", ".join(fmt(v) for v in sorted(values.get(m, {}).get(r["_design"], {}).values()))
                 warnings.append(f"warning: {m} at {_name(r, key_names)} is bimodal across seeds ({seeds}; solved by "
                                 f"{round(r[f'{m}_solve_rate'] * n)}/{n}): read its solve rate, not its mean.")
+    stuck = [r for r in rows if r["seeds"] - r["failed"] and r.get("epochs_to_50_never") == r["seeds"] - r["failed"]]
+    if stuck:
+        warnings.append("warning: never left chance (every seed still on the plateau when it stopped, epochs_to_50 "
+                        f"never): {'; '.join(_name(r, key_names) for r in stuck)}: a plateau, not what the design can "
+                        "reach; raise min_epochs to tell.")
     return lines + warnings
 
 
@@ -265,7 +270,8 @@ def write_all(out: Path, trials: list[dict], rows: list[dict], layout: Layout) -
 
 
 def curve(out: Path, rows: list[dict], x_key: str, metric: str, key_names: list[str]) -> Path:
-    """``curve_<x_key>.csv`` (one row per (design, x): mean, 95% interval, solve rate, seeds, capped)
+    """``curve_<x_key>.csv`` (one row per (design, x): mean, 95% interval, solve rate, seeds, capped seeds,
+    seeds that never left chance (``epochs_to_50`` never))
     and ``curve_<x_key>.png``: ``metric`` against x_key, one line per design (the other keys),
     error bars the 95% intervals over seeds. Returns the PNG's path."""
     import matplotlib
@@ -277,7 +283,8 @@ def curve(out: Path, rows: list[dict], x_key: str, metric: str, key_names: list[
     lines: dict[str, list[dict]] = {}
     for r in rows:
         lines.setdefault(", ".join(f"{k}={r.get(k)}" for k in others) or metric, []).append(r)
-    cols = ["design", x_key, "mean", "ci_low", "ci_high", "solve_rate", "solved_mean", "seeds", "capped"]
+    cols = ["design", x_key, "mean", "ci_low", "ci_high", "solve_rate", "solved_mean", "seeds", "capped",
+            "never_left_chance"]
     with (out / f"curve_{x_key}.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
@@ -285,7 +292,7 @@ def curve(out: Path, rows: list[dict], x_key: str, metric: str, key_names: list[
             for r in sorted(rs, key=lambda r: _sort_key(r.get(x_key))):
                 w.writerow([design, r.get(x_key), r.get(f"{metric}_mean"), r.get(f"{metric}_lo"), r.get(f"{metric}_hi"),
                             r.get(f"{metric}_solve_rate"), r.get(f"{metric}_solved_mean"), r["seeds"] - r["failed"],
-                            r["capped"]])
+                            r["capped"], r.get("epochs_to_50_never", 0)])
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for design, rs in lines.items():
         rs = sorted((r for r in rs if r.get(f"{metric}_mean") is not None), key=lambda r: _sort_key(r.get(x_key)))
@@ -294,9 +301,12 @@ def curve(out: Path, rows: list[dict], x_key: str, metric: str, key_names: list[
         err = [[max(0.0, y - r[f"{metric}_lo"]) for y, r in zip(ys, rs)],
                [max(0.0, r[f"{metric}_hi"] - y) for y, r in zip(ys, rs)]]
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=design)
-        for x, y, r in zip(xs, ys, rs):  # a capped point is not a converged figure: say so on the plot
+        for x, y, r in zip(xs, ys, rs):  # neither is a converged capacity figure: say so on the plot
+            n = r["seeds"] - r["failed"]
             if r["capped"]:
                 ax.annotate("capped", (x, y), fontsize=6, textcoords="offset points", xytext=(3, 3))
+            elif n and r.get("epochs_to_50_never") == n:
+                ax.annotate("never left chance", (x, y), fontsize=6, textcoords="offset points", xytext=(3, 3))
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted({float(r[x_key]) for r in rows}), [fmt(v) for v in sorted({r[x_key] for r in rows})])
     ax.set_xlabel(x_key)
