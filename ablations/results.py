@@ -192,7 +192,7 @@ def summary(rows: list[dict], key_names: list[str], metrics: list[str], values: 
             best = ranked[0]
             n = best["seeds"] - best["failed"]
             interval = f", 95% CI {fmt(best[f'{m}_lo'])} to {fmt(best[f'{m}_hi'])}" if n > 1 else ""
-            parts.append(f"{m}: {_name(best, key_names)} is best ({fmt(best[f'{m}_mean'])}{interval}, {n} seed(s))")
+            parts.append(f"{m}: {_name(best, key_names)} is best ({fmt(best[f'{m}_mean'])}{interval}, {n} seed{'s' * (n != 1)})")
             per_seed = values.get(m, {})
             for other in ranked[1:]:
                 d = paired_difference(per_seed.get(best["_design"], {}), per_seed.get(other["_design"], {}))
@@ -200,11 +200,11 @@ def summary(rows: list[dict], key_names: list[str], metrics: list[str], values: 
                 if d is None or d["n"] < 2:
                     parts.append(f"{head}, but with under 2 shared seeds no interval can be given (use --seeds)")
                 elif d["excludes_zero"]:
-                    parts.append(f"{head} by {d['mean']:+.4g} paired over {d['n']} seeds (95% CI {d['low']:+.4g} to "
-                                 f"{d['high']:+.4g}, excludes 0: a real difference)")
+                    parts.append(f"{head} by {d['mean']:+.3g} paired over {d['n']} seeds (95% CI {d['low']:+.3g} to "
+                                 f"{d['high']:+.3g}, excludes 0: a real difference)")
                 else:
-                    parts.append(f"{head} by {d['mean']:+.4g} paired over {d['n']} seeds (95% CI {d['low']:+.4g} to "
-                                 f"{d['high']:+.4g}, includes 0: these seeds cannot tell them apart)")
+                    parts.append(f"{head} by {d['mean']:+.3g} paired over {d['n']} seeds (95% CI {d['low']:+.3g} to "
+                                 f"{d['high']:+.3g}, includes 0: these seeds cannot tell them apart)")
         if capped:
             names = "; ".join(f"{_name(r, key_names)} ({r['capped']} of {r['seeds'] - r['failed']} seeds)" for r in capped)
             parts.append(f"not ranked, still improving at max_epochs (capped): {names}")
@@ -215,6 +215,11 @@ def summary(rows: list[dict], key_names: list[str], metrics: list[str], values: 
                 seeds = ", ".join(fmt(v) for v in sorted(values.get(m, {}).get(r["_design"], {}).values()))
                 warnings.append(f"warning: {m} at {_name(r, key_names)} is bimodal across seeds ({seeds}; solved by "
                                 f"{round(r[f'{m}_solve_rate'] * n)}/{n}): read its solve rate, not its mean.")
+    stuck = [r for r in rows if r["seeds"] - r["failed"] and r.get("epochs_to_50_never") == r["seeds"] - r["failed"]]
+    if stuck:
+        warnings.append("warning: never left chance (every seed still on the plateau when it stopped, epochs_to_50 "
+                        f"never): {'; '.join(_name(r, key_names) for r in stuck)}: a plateau, not what the design can "
+                        "reach; raise min_epochs to tell.")
     return lines + warnings
 
 
@@ -265,7 +270,8 @@ def write_all(out: Path, trials: list[dict], rows: list[dict], layout: Layout) -
 
 
 def curve(out: Path, rows: list[dict], x_key: str, metric: str, key_names: list[str]) -> Path:
-    """``curve_<x_key>.csv`` (one row per (design, x): mean, 95% interval, solve rate, seeds, capped)
+    """``curve_<x_key>.csv`` (one row per (design, x): mean, 95% interval, solve rate, seeds, capped seeds,
+    seeds that never left chance (``epochs_to_50`` never))
     and ``curve_<x_key>.png``: ``metric`` against x_key, one line per design (the other keys),
     error bars the 95% intervals over seeds. Returns the PNG's path."""
     import matplotlib
@@ -273,11 +279,12 @@ def curve(out: Path, rows: list[dict], x_key: str, metric: str, key_names: list[
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    others = [k for k in key_names if k != x_key]
+    others = [k for k in key_names if k != x_key and len({str(r.get(k)) for r in rows}) > 1]  # the designs
     lines: dict[str, list[dict]] = {}
     for r in rows:
         lines.setdefault(", ".join(f"{k}={r.get(k)}" for k in others) or metric, []).append(r)
-    cols = ["design", x_key, "mean", "ci_low", "ci_high", "solve_rate", "solved_mean", "seeds", "capped"]
+    cols = ["design", x_key, "mean", "ci_low", "ci_high", "solve_rate", "solved_mean", "seeds", "capped",
+            "never_left_chance"]
     with (out / f"curve_{x_key}.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
@@ -285,7 +292,7 @@ def curve(out: Path, rows: list[dict], x_key: str, metric: str, key_names: list[
             for r in sorted(rs, key=lambda r: _sort_key(r.get(x_key))):
                 w.writerow([design, r.get(x_key), r.get(f"{metric}_mean"), r.get(f"{metric}_lo"), r.get(f"{metric}_hi"),
                             r.get(f"{metric}_solve_rate"), r.get(f"{metric}_solved_mean"), r["seeds"] - r["failed"],
-                            r["capped"]])
+                            r["capped"], r.get("epochs_to_50_never", 0)])
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for design, rs in lines.items():
         rs = sorted((r for r in rs if r.get(f"{metric}_mean") is not None), key=lambda r: _sort_key(r.get(x_key)))
@@ -294,9 +301,12 @@ def curve(out: Path, rows: list[dict], x_key: str, metric: str, key_names: list[
         err = [[max(0.0, y - r[f"{metric}_lo"]) for y, r in zip(ys, rs)],
                [max(0.0, r[f"{metric}_hi"] - y) for y, r in zip(ys, rs)]]
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=design)
-        for x, y, r in zip(xs, ys, rs):  # a capped point is not a converged figure: say so on the plot
+        for x, y, r in zip(xs, ys, rs):  # neither is a converged capacity figure: say so on the plot
+            n = r["seeds"] - r["failed"]
             if r["capped"]:
                 ax.annotate("capped", (x, y), fontsize=6, textcoords="offset points", xytext=(3, 3))
+            elif n and r.get("epochs_to_50_never") == n:
+                ax.annotate("never left chance", (x, y), fontsize=6, textcoords="offset points", xytext=(3, 3))
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted({float(r[x_key]) for r in rows}), [fmt(v) for v in sorted({r[x_key] for r in rows})])
     ax.set_xlabel(x_key)

@@ -15,16 +15,18 @@ def as_dict(v) -> dict:
     return v.model_dump() if isinstance(v, Spec) else dict(v or {})
 
 
-def training_figures(model, result, solve_at: float | None = None) -> dict:
+def training_figures(model, result, solve_at: float | None = None, chance: float = 0.0) -> dict:
     """What every recipe reports of a training run (``memkit.train.TrainResult``): best epoch, epochs,
     how it ended (``stop``; ``capped``: at max_epochs, still improving), epochs and training tokens
-    until val accuracy first reached 50% and 90% of its best (inf: never), parameters, seconds per
-    epoch, tokens/s, peak memory in training (GPU allocator on CUDA, RSS on CPU), and ``solve_at`` (the recall threshold the grid's solve rate uses) when set."""
+    until val accuracy first covered 50% and 90% of the way from ``chance`` to its best (inf: never,
+    also when it never reached twice chance), parameters, seconds per epoch, tokens/s, peak memory in
+    training (GPU allocator on CUDA, RSS on CPU), and ``solve_at`` (the recall threshold the grid's solve
+    rate uses) when set."""
     out = {"best_epoch": result.best_epoch, "epochs": len(result.history), "stop": result.stop,
            "capped": result.capped, "params": model.num_parameters(), "sec_per_epoch": result.seconds_per_epoch,
            "tokens_per_s": result.tokens_per_second, "train_peak_mb": result.peak_memory_mb}
     for share in (50, 90):
-        epochs, tokens = result.time_to(share / 100)
+        epochs, tokens = result.time_to(share / 100, chance=chance)
         out[f"epochs_to_{share}"] = math.inf if epochs is None else epochs
         out[f"tokens_to_{share}"] = math.inf if tokens is None else tokens
     if solve_at is not None:

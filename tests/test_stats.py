@@ -60,9 +60,14 @@ def test_table_and_summary_flag_bimodal_and_capped_points_and_name_the_paired_wi
                     ["recall_acc"])
     verdict = lines[0]
     # 8 beats 1 on every seed? no: seeds 1, 2 give -0.04, -0.03, seed 0 +0.89: the interval holds 0
-    assert verdict.startswith("recall_acc: memories=8 is best (0.96, 95% CI 0.95 to 0.97, 3 seed(s))")
+    assert verdict.startswith("recall_acc: memories=8 is best (0.96, 95% CI 0.95 to 0.97, 3 seeds)")
     assert "includes 0" in verdict and "memories=4 (1 of 3 seeds)" in verdict and "not ranked" in verdict
+    assert "ahead of memories=4" not in verdict  # a capped point is named, never ranked
     assert any(line.startswith("warning: recall_acc at memories=1 is bimodal") for line in lines)
+    assert not any("never left chance" in line for line in lines)
+    rows[2]["epochs_to_50_never"] = 3  # memories=8: every seed still on its plateau
+    lines = summary(rows, ["memories"], ["recall_acc"], {}, ["recall_acc"])
+    assert lines[-1].startswith("warning: never left chance") and "memories=8" in lines[-1]
 
 
 def test_capacity_curve_csv_has_one_row_per_design_and_load(tmp_path):

@@ -307,3 +307,16 @@ def test_a_run_resumed_from_its_saved_state_ends_as_an_uninterrupted_one(tmp_pat
     assert got.best_epoch == expected.best_epoch
     for (name, a), b in zip(whole.state_dict().items(), again.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def test_time_to_counts_from_chance_and_a_run_on_its_plateau_never_arrives():
+    from memkit.training.trainer import TrainResult
+
+    accs = [0.1, 0.3, 0.5, 0.9]
+    res = TrainResult(history=[{"epoch": i + 1, "val_acc": a} for i, a in enumerate(accs)], best={"val_acc": 0.9},
+                      tokens_per_epoch=10)
+    # half way from chance 0.2 to 0.9 is 0.55: epoch 4; half of 0.9 with no chance given is 0.45: epoch 3
+    assert res.time_to(0.5, chance=0.2) == (4, 40) and res.time_to(0.5) == (3, 30)
+    res = TrainResult(history=[{"epoch": 1, "val_acc": 0.016}, {"epoch": 2, "val_acc": 0.02}], best={"val_acc": 0.02},
+                      tokens_per_epoch=10)
+    assert res.time_to(0.5, chance=1 / 64) == (None, None)  # 0.02 < twice chance: never left the plateau

@@ -86,14 +86,15 @@ class TrainResult:
         """Ended at max_epochs neither solved nor flat for ``patience`` epochs: still improving."""
         return self.stop == "cap"
 
-    def time_to(self, share: float, key: str = "val_acc") -> tuple[int | None, int | None]:
-        """(epochs, training tokens) until ``key`` first reached ``share`` of its best-epoch value
-        (the value the restored model has); (None, None): never (nothing learned, or no history)."""
+    def time_to(self, share: float, key: str = "val_acc", chance: float = 0.0) -> tuple[int | None, int | None]:
+        """(epochs, training tokens) until ``key`` first covered ``share`` of the way from ``chance``
+        to its best-epoch value (the value the restored model has); (None, None): never, also when
+        the best is under twice chance (a run still on its plateau has nothing to time)."""
         final = self.best.get(key)
-        if final is None or not math.isfinite(final) or final <= 0:
+        if final is None or not math.isfinite(final) or final <= 0 or final < 2 * chance:
             return None, None
         for row in self.history:
-            if row[key] >= share * final:
+            if row[key] >= chance + share * (final - chance):
                 return row["epoch"], row["epoch"] * self.tokens_per_epoch
         return None, None
 
