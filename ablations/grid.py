@@ -542,6 +542,11 @@ def run_grid(args, module, space, points) -> int:
     extra = sorted({k for t in trials for k, v in t.items() if k not in metrics and k != "train_seconds" and is_figure(k, v)})
     rows = aggregate(trials, keys, seed_path, metrics + extra, recall)
     best_checkpoints(rows, trials, keys, seed_path, select_by)
+    for m in metrics + extra:  # per-seed values, for a recipe's report to compare points paired over seeds
+        for design, seeds in seed_values(trials, keys, seed_path, m).items():
+            for r in rows:
+                if r["_design"] == design:
+                    r.setdefault("_seeds", {})[m] = seeds
     if lr_path:
         for r in rows:
             r["lr"] = chosen.get(r["_design"])

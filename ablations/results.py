@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablations.stats import bootstrap_ci, paired_difference, solve_stats
+from memkit.eval.stats import bootstrap_ci, paired_difference, solve_stats
 
 # Which way is better, for the summary.
 BETTER = {"recall_acc": max, "val_ppl": min, "params": min, "memory_bytes": min, "sec_per_epoch": min,

@@ -2,11 +2,12 @@
 defaults), and each report's headline claims checked in each arm: does the claim appear in the as-run
 arm, and does it survive in the careful one?
 
-Rows are the grid's aggregated rows (``<figure>_mean``, ``_std``, and the 95% bootstrap interval
-``_lo``/``_hi`` over seeds; ``seeds``, ``capped``). A difference counts as real when the two points'
-intervals do not overlap (with 3 seeds: every seed of one beats every seed of the other); with one
-seed nothing can be told from noise, and a point with trials cut off at the epoch cap while still
-improving is not ranked; the verdict says which.
+Rows are the grid's aggregated rows (``<figure>_mean``, ``_std``, the 95% bootstrap interval
+``_lo``/``_hi`` over seeds, ``seeds``, ``capped``, and ``_seeds``: each figure's value per seed). A
+difference counts as real when the 95% bootstrap interval of the paired difference (same seeds, same
+data) excludes 0; rows without per-seed values fall back to non-overlapping intervals. With one seed
+nothing can be told from noise, and a point with trials cut off at the epoch cap while still improving
+is not ranked; the verdict says which.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from memkit.eval.stats import paired_difference
 from recipes._text import fmt_pm, table
 
 ARMS = ("as_run", "careful")
@@ -64,6 +66,11 @@ def difference(a: dict | None, b: dict | None, metric: str) -> tuple[float, str]
         return ma - mb, "capped"
     if min(a.get("seeds", 1) - a.get("failed", 0), b.get("seeds", 1) - b.get("failed", 0)) < 2:
         return ma - mb, "one seed"
+    seeds_a, seeds_b = (x.get("_seeds", {}).get(metric) for x in (a, b))
+    if seeds_a and seeds_b:
+        paired = paired_difference(seeds_a, seeds_b)
+        if paired and paired["n"] > 1:
+            return ma - mb, "beyond noise" if paired["excludes_zero"] else "within noise"
     lo_a, hi_a, lo_b, hi_b = (x.get(f"{metric}_{e}") for x in (a, b) for e in ("lo", "hi"))
     if None in (lo_a, hi_a, lo_b, hi_b):  # rows without intervals: the sum of the seed stds
         apart = abs(ma - mb) > (a.get(f"{metric}_std") or 0.0) + (b.get(f"{metric}_std") or 0.0)

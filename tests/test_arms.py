@@ -40,3 +40,14 @@ def test_side_by_side_and_claims_put_the_arms_in_columns():
     assert "hierarchical 10.0 vs single 20.0: **not ranked: trials capped while improving**" in text
     assert "hierarchical 14.5 vs single 15.0: **holds, within noise**" in text
     assert "| the report's claim | the report's figures | as run | careful |" in text
+
+
+def test_with_per_seed_values_the_verdict_is_paired():
+    """Two points whose intervals overlap, but every seed of a beats its own seed of b: the paired
+    difference (-1, -1, -1 with 3 seeds) excludes 0."""
+    a, b = row("a", "careful", 10.0, 8.0, 12.0), row("b", "careful", 11.0, 9.0, 13.0)
+    assert difference(a, b, "val_ppl")[1] == "within noise"  # intervals overlap
+    a["_seeds"], b["_seeds"] = {"val_ppl": {0: 8.0, 1: 10.0, 2: 12.0}}, {"val_ppl": {0: 9.0, 1: 11.0, 2: 13.0}}
+    assert difference(a, b, "val_ppl") == (-1.0, "beyond noise")
+    b["_seeds"] = {"val_ppl": {0: 9.0, 1: 9.5, 2: 13.0}}  # seed 1 goes the other way
+    assert difference(a, b, "val_ppl")[1] == "within noise"

@@ -5,7 +5,7 @@ import csv
 import pytest
 
 from ablations.results import Layout, aggregate, curve, display_rows, seed_values, summary
-from ablations.stats import bootstrap_ci, paired_difference, solve_stats
+from memkit.eval.stats import bootstrap_ci, paired_difference, solve_stats
 
 
 def test_bootstrap_interval_by_hand():

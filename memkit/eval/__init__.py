@@ -1,4 +1,5 @@
-"""Evaluation: metrics over next-token predictions (``metrics``: perplexity, position-wise
+"""Evaluation: statistics over seeds (``stats``: bootstrap intervals, paired differences, solve
+rates), metrics over next-token predictions (``metrics``: perplexity, position-wise
 perplexity, accuracy by segment, completion scores, peak memory) and synthetic tasks with their configs beside their
 generators (``tasks``: recall / MQAR, passkey, reversal curse, memory selection accuracy)."""
 

@@ -1,4 +1,4 @@
-"""Statistics over seeds for the grid's table and summary; no Ray, no numpy needed.
+"""Statistics over seeds (the grid's table and summary, the report recipes' claims); no numpy needed.
 
 - ``bootstrap_ci``: 95% percentile bootstrap interval of a mean. Up to ``EXACT_MAX`` values it is
   exact (every resample, weighted by its multinomial probability), so it is deterministic and can be
