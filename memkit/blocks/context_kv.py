@@ -5,8 +5,9 @@ c_t = LN(c_{t−1} + FFN([c_{t−1}; LN(e_t)])). At position p, ``ContextKVCache
 K/V projections of c_p, c_{p−interval}, …, at most ``max_contexts`` of them, never a future one.
 ``fixed`` mode always has ``max_contexts`` slots (constant shapes), zero-padded where history is
 short and masked (``mask_padding=False`` is the reports' code: zero contexts attended as they are);
-``dynamic`` keeps only the slots that can exist in the input. With masking both give the same
-output everywhere.
+``dynamic`` keeps only the slots that can exist in the input, and always leaves out a slot that cannot
+exist yet at a position (it is not padding: attending it would make a position's output depend on how
+long the input is). With masking both give the same output everywhere.
 
 The language model that puts them together is ``memkit.models.context_kv_lm.ContextKVLM``.
 
@@ -118,7 +119,7 @@ class ContextKVCache(nn.Module):
         ks = torch.where(keep, k[:, :, idx], k_pad[None, :, None, None])  # [B,H,T,K,d]
         vs = torch.where(keep, v[:, :, idx], v_pad[None, :, None, None])
         scores = torch.einsum("bhtd,bhtkd->bhtk", q, ks) * q.shape[-1] ** -0.5
-        if self.mask_padding:
+        if self.mask_padding or self.mode == "dynamic":  # dynamic: a missing slot is never padding
             scores = scores.masked_fill(~valid, torch.finfo(scores.dtype).min)
         y = torch.einsum("bhtk,bhtkd->bhtd", self.dropout(scores.softmax(-1)), vs)
         return self.out(rearrange(y, "b h t d -> b t (h d)"))
