@@ -66,6 +66,14 @@ class MemoryAttentionState:
                                                     self.lm_sum, self.lm_count))
         )
 
+    def select(self, rows: torch.Tensor) -> "MemoryAttentionState":
+        """The state of the sequences ``rows`` (LongTensor of batch indices) only."""
+        pick = lambda t: None if t is None else t[rows]  # noqa: E731
+        return MemoryAttentionState(
+            self.memory.select(rows), *(pick(t) for t in (self.pending_q, self.pending_k, self.pending_v, self.prev_k,
+                                                           self.lm_sum, self.lm_count))
+        )
+
 
 def rotate(x: torch.Tensor, rotary_dim: int, base: float = 10000.0) -> torch.Tensor:
     """GPT-NeoX rotary embedding on the first ``rotary_dim`` dims, positions along axis -2."""

@@ -108,11 +108,21 @@ class ContextKVCache(nn.Module):
         return self.max_contexts if self.mode == "fixed" else min(self.max_contexts, (T - 1) // self.interval + 1)
 
     def forward(self, x: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
+        return self.step(x, contexts)[0]
+
+    def step(self, x: torch.Tensor, contexts: torch.Tensor, past=None, seen: int = 0):
+        """The streaming form: x [B,T,D] and contexts [B,T,C] after ``seen`` earlier tokens, of which ``past``
+        holds the keys and values ([B,H,t,d] each) of the last t <= (max_contexts−1)·interval, all a position
+        can reach back to -> (y [B,T,D], past for the next call)."""
         B, T, _ = x.shape
         H = self.num_heads
         q = rearrange(self.q(x), "b t (h d) -> b h t d", h=H)
         k, v = rearrange(self.kv(contexts), "b t (two h d) -> two b h t d", two=2, h=H)
-        idx, valid = context_slots(T, self.interval, self.num_slots(T), x.device)
+        if past is not None:
+            k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
+        t = k.shape[2] - T
+        idx, valid = context_slots(t + T, self.interval, self.num_slots(seen + T), x.device)
+        idx, valid = idx[t:], valid[t:]  # the new positions; a slot before the stream's first token is invalid
         # a missing slot holds a zero context, whose K/V projection is the bias
         k_pad, v_pad = rearrange(self.kv.bias, "(two h d) -> two h d", two=2, h=H)
         keep = valid[None, None, :, :, None]
@@ -122,7 +132,9 @@ class ContextKVCache(nn.Module):
         if self.mask_padding or self.mode == "dynamic":  # dynamic: a missing slot is never padding
             scores = scores.masked_fill(~valid, torch.finfo(scores.dtype).min)
         y = torch.einsum("bhtk,bhtkd->bhtd", self.dropout(scores.softmax(-1)), vs)
-        return self.out(rearrange(y, "b h t d -> b t (h d)"))
+        reach = (self.max_contexts - 1) * self.interval
+        return self.out(rearrange(y, "b h t d -> b t (h d)")), (k[:, :, k.shape[2] - min(reach, k.shape[2]):],
+                                                                 v[:, :, v.shape[2] - min(reach, v.shape[2]):])
 
 
 class ContextKVCacheSpec(Spec):

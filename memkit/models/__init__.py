@@ -1,9 +1,16 @@
 """Language models assembled from blocks: GPT-NeoX (transformers, built from a config, no download)
-with a memory layer swapped in (``memory_lm``) or fed through a context-KV path (``context_kv_lm``);
-``builder`` pre-builds memories from texts; ``inference`` runs a model for its outputs."""
+with a memory layer swapped in (``memory_lm``) or fed through a context-KV path (``context_kv_lm``), both
+transformers ``PreTrainedModel`` s with their own config (``pretrained``); ``neox_stack`` runs the plain
+layers over windows with a key/value cache; ``documents`` restarts a model at each end-of-document id;
+``generation`` decodes with the state carried; ``retrofit`` puts a memory layer into a pretrained GPT-NeoX;
+``builder`` pre-builds memories from texts; ``inference`` runs a model for its outputs; ``loading`` opens a
+saved model (memkit's, or a GPT-NeoX checkpoint as the baseline)."""
 
 from memkit.models.builder import MemoryBuilder
-from memkit.models.context_kv_lm import ContextKVLM, ContextKVLMSpec
-from memkit.models.memory_lm import MemoryLM, MemoryLMSpec
+from memkit.models.context_kv_lm import ContextKVConfig, ContextKVLM, ContextKVLMSpec, ContextKVState
+from memkit.models.generation import GenerateOutput
+from memkit.models.memory_lm import MemkitConfig, MemoryLM, MemoryLMSpec, MemoryLMState
+from memkit.models.pretrained import CheckpointError, InputTooLong, LMOutput, register
 
-__all__ = ["ContextKVLM", "ContextKVLMSpec", "MemoryBuilder", "MemoryLM", "MemoryLMSpec"]
+__all__ = ["CheckpointError", "ContextKVConfig", "ContextKVLM", "ContextKVLMSpec", "ContextKVState", "GenerateOutput",
+           "InputTooLong", "LMOutput", "MemkitConfig", "MemoryBuilder", "MemoryLM", "MemoryLMSpec", "MemoryLMState"]
