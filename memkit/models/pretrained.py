@@ -50,8 +50,9 @@ class SpecConfig(PreTrainedConfig):
 @dataclass
 class LMOutput(ModelOutput):
     """A memkit model's output: ``logits`` [B,T,V], ``state`` (what to pass to the next call) and ``loss`` (when
-    ``labels`` were given). Unpacks as ``logits, state = model(ids)``, memkit's calling convention;
-    ``.logits``, ``.loss`` and ``["logits"]`` as transformers' outputs."""
+    ``labels`` were given). Unpacks and indexes as ``(logits, state)``, memkit's calling convention
+    (``logits, state = model(ids)``, ``model(ids)[0]``); ``.logits``, ``.loss`` and ``["logits"]`` as
+    transformers' outputs."""
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
@@ -59,6 +60,9 @@ class LMOutput(ModelOutput):
 
     def __iter__(self):
         return iter((self.logits, self.state))
+
+    def __getitem__(self, k):
+        return super().__getitem__(k) if isinstance(k, str) else (self.logits, self.state)[k]
 
 
 class SpecModel(PreTrainedModel):
