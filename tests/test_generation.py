@@ -70,10 +70,12 @@ def test_sampling_follows_transformers_arguments():
     torch.manual_seed(1)
     assert torch.equal(model.generate(prompt, max_new_tokens=6, do_sample=True, top_k=1), greedy)  # top-1 is greedy
     torch.manual_seed(1)
-    first = model.generate(prompt, max_new_tokens=6, do_sample=True, temperature=5.0)
+    first = model.generate(prompt, max_new_tokens=6, do_sample=True, top_k=None)
     torch.manual_seed(1)
-    assert torch.equal(model.generate(prompt, max_new_tokens=6, do_sample=True, temperature=5.0), first)
-    assert not torch.equal(first, greedy)  # hot sampling leaves the argmax path
+    assert torch.equal(model.generate(prompt, max_new_tokens=6, do_sample=True, top_k=None), first)  # seeded
+    assert not torch.equal(first, greedy)  # sampling leaves the argmax path (an untrained model is nearly flat)
+    cold = model.generate(prompt, max_new_tokens=6, do_sample=True, top_k=None, temperature=1e-4)
+    assert torch.equal(cold, greedy)  # a cold temperature samples the argmax
     out = model.generate(prompt, max_length=8, do_sample=True, top_p=1e-6, return_dict_in_generate=True,
                          output_scores=True)
     assert out.sequences.shape == (3, 8)  # max_length counts the prompt
@@ -83,16 +85,16 @@ def test_sampling_follows_transformers_arguments():
 
 def test_a_row_that_ends_pads_and_leaves_the_batch():
     model = memory_model(num_memories=2)
+    torch.manual_seed(3)
     prompt = torch.randint(0, V, (2, 5))
-    free = model.generate(prompt, max_new_tokens=6)
-    stop = int(free[0, 7])  # row 0's third new token
-    out = model.generate(prompt, max_new_tokens=6, eos_token_id=stop, pad_token_id=0, return_dict_in_generate=True,
+    free = model.generate(prompt, max_new_tokens=8)
+    stop = next(int(t) for t in free[0, 5:8] if t not in free[1, 5:])  # ends row 0 early, never row 1
+    end = free[0, 5:].tolist().index(stop) + 5
+    out = model.generate(prompt, max_new_tokens=8, eos_token_id=stop, pad_token_id=V + 1, return_dict_in_generate=True,
                          output_logits=True)
     row0 = out.sequences[0].tolist()
-    end = 5 + [t for t in row0[5:]].index(stop)
-    assert row0[: end + 1] == free[0, : end + 1].tolist() and set(row0[end + 1 :]) <= {0}
-    if stop not in free[1, 5:].tolist():  # the other row goes on as it would have alone
-        assert torch.equal(out.sequences[1], free[1])
+    assert row0[: end + 1] == free[0, : end + 1].tolist() and row0[end + 1 :] == [V + 1] * (12 - end)
+    assert torch.equal(out.sequences[1], free[1])  # the other row goes on as it would have alone
     assert (out.logits[-1][0] == 0).all()  # a finished row's later logits
 
 

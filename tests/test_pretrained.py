@@ -40,6 +40,14 @@ def test_save_and_load_through_the_auto_classes_bit_for_bit(spec, tmp_path):
     assert len(gates) == (1 if getattr(again, "memory", None) is not None else 0)
 
 
+def test_building_keeps_memkits_init_of_the_memory_layer():
+    """transformers' weight init (GPT-NeoX's normal(0.02), zero biases) leaves the memory layer's PyTorch init alone."""
+    model = MemoryLMSpec.create(**SMALL, memory=dict(segment_len=4)).build()
+    qkv = model.memory.qkv
+    assert abs(float(qkv.weight.detach().std()) - (3 * 16) ** -0.5) < 0.02 and qkv.bias.abs().sum() > 0
+    assert abs(float(model.hf.gpt_neox.layers[1].attention.query_key_value.weight.detach().std()) - 0.02) < 0.005
+
+
 def test_config_is_made_from_the_spec_and_validated_by_it(tmp_path):
     spec = MemoryLMSpec.create(**SMALL, memory=dict(segment_len=4, num_memories=2))
     config = MemkitConfig.from_spec(spec)
