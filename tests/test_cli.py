@@ -59,7 +59,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     cases = [(generate_cli, [str(tmp_path / "empty"), "--prompt", "x"], "no config.json"),
              (evaluate_cli, [str(tmp_path / "empty"), "--task", "ppl"], "no config.json"),
              (generate_cli, [str(tmp_path / "gpt2"), "--prompt", "x"], "holds a 'gpt2' model"),
-             (generate_cli, [str(tmp_path / "full"), "--prompt", "x" * 20], "longer than max_position_embeddings (16)"),
+             (generate_cli, [str(tmp_path / "full"), "--prompt", "x" * 20], "20 tokens is longer than max_position_"
+                                                                             "embeddings (16)"),
              (evaluate_cli, [str(tmp_path / "full"), "--task", "passkey", "--set", "digits=99"], "digits")]
     for cli, argv, words in cases:
         assert run(cli.main, argv) == 2
@@ -93,6 +94,19 @@ def test_evaluate_prints_the_recipes_figures_for_a_saved_model_and_for_a_neox_ba
                                    "--set", "num_values=8", "--set", "num_val=4"]) == 0
     assert set(json.loads(lines(capsys)[0])) == {"mqar_d1", "mqar_d2", "mqar_mean"}  # segments of the model's 8
     assert memkit.evaluate is memkit.training.evaluate  # the CLI never shadows the trainer's function
+
+
+def test_evaluate_encodes_with_the_tokenizer_saved_beside_the_model(tmp_path, capsys):
+    source = tmp_path / "text.txt"
+    source.write_text(TEXT)
+    tok = HFTokenizer(train_bpe([TEXT], 300))
+    model = saved(tmp_path / "m", vocab=tok.vocab_size)
+    tok.save(tmp_path / "m")
+    assert run(evaluate_cli.main, [str(tmp_path / "m"), "--task", "ppl", "--source", str(source), "--seq-len", "16",
+                                   "--val-samples", "4"]) == 0
+    data = TextDataSpec.create(source=str(source), seq_len=16, num_val=4,
+                               tokenizer=dict(kind="file", path=str(tmp_path / "m" / "tokenizer.json"))).build()
+    assert json.loads(lines(capsys)[0]) == perplexity_figures(model, data.val, 32)
 
 
 @pytest.mark.slow

@@ -86,21 +86,35 @@ def test_sampling_follows_transformers_arguments():
 def test_a_row_that_ends_pads_and_leaves_the_batch():
     model = memory_model(num_memories=2)
     torch.manual_seed(3)
-    prompt = torch.randint(0, V, (2, 5))
+    prompt = torch.randint(0, V, (3, 5))
     free = model.generate(prompt, max_new_tokens=8)
-    stop = next(int(t) for t in free[0, 5:8] if t not in free[1, 5:])  # ends row 0 early, never row 1
+    stop = next(int(t) for t in free[0, 5:8] if t not in free[1:, 5:])  # ends row 0 early, never rows 1 and 2
     end = free[0, 5:].tolist().index(stop) + 5
     out = model.generate(prompt, max_new_tokens=8, eos_token_id=stop, pad_token_id=V + 1, return_dict_in_generate=True,
                          output_logits=True)
     row0 = out.sequences[0].tolist()
     assert row0[: end + 1] == free[0, : end + 1].tolist() and row0[end + 1 :] == [V + 1] * (12 - end)
-    assert torch.equal(out.sequences[1], free[1])  # the other row goes on as it would have alone
+    assert torch.equal(out.sequences[1:], free[1:])  # the other rows go on as they would have alone
     assert (out.logits[-1][0] == 0).all()  # a finished row's later logits
+
+
+def test_batched_generation_cannot_restart_some_rows_only():
+    """With documents separate, a generated end-of-document id restarts a row; in a batch where other rows go on,
+    generate says so (a batched state has one write count) unless that id stops the row."""
+    model = memory_model(num_memories=2)
+    torch.manual_seed(3)
+    prompt = torch.randint(0, V, (2, 5))
+    first = model(prompt)[0][:, -1].argmax(-1)
+    assert first[0] != first[1]
+    model.eos_token_id = int(first[0])  # row 0's next token ends its document, row 1's does not
+    with pytest.raises(ValueError, match="some rows ended a document"):
+        model.generate(prompt, max_new_tokens=3, eos_token_id=[])
+    assert model.generate(prompt, max_new_tokens=3)[0, 5] == first[0]  # stopping there is fine
 
 
 def test_full_window_prompt_longer_than_the_positions_is_one_clear_error():
     model = memory_model("full")  # max_position_embeddings 64
-    with pytest.raises(InputTooLong, match="max_position_embeddings"):
+    with pytest.raises(InputTooLong, match=r"70 tokens is longer than max_position_embeddings \(64\)"):
         model.generate(torch.randint(0, V, (1, 70)), max_new_tokens=2)
     with pytest.raises(InputTooLong, match="at most 5 new tokens"):
         model.generate(torch.randint(0, V, (1, 60)), max_new_tokens=9)

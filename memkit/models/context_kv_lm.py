@@ -162,7 +162,8 @@ class ContextKVLM(SpecModel, GenerateMixin):
             return self.context_block(e, c0)
 
     def forward(self, input_ids: torch.Tensor, state=None, labels: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None, documents: str | None = None, **_) -> LMOutput:
+                attention_mask: torch.Tensor | None = None, documents: str | None = None,
+                use_cache: bool | None = None, return_dict: bool | None = None) -> LMOutput:
         """input_ids [B,T], ``state`` from the previous call -> ``LMOutput`` (logits [B,T,V], state, loss)."""
         self.check_plain_input(attention_mask)
         if (documents or self.documents) == "separate" and self.eos_token_id is not None:

@@ -108,13 +108,8 @@ class GenerateMixin:
     def _check_length(self, prompt: int, new: int) -> None:
         from memkit.models.pretrained import InputTooLong
 
-        limit = self.max_stream_tokens
-        if limit is None:
-            return
-        if prompt > limit:
-            raise InputTooLong(f"prompt: {prompt} tokens is longer than max_position_embeddings ({limit}) in full-window "
-                               "mode; give at most that many tokens, or use a model with local_window='segment'")
-        if prompt + new - 1 > limit:
+        limit = self.max_stream_tokens  # a prompt longer than the limit: the model's forward says so
+        if limit is not None and prompt <= limit and prompt + new - 1 > limit:
             raise InputTooLong(f"max_new_tokens: the prompt ({prompt}) and {new} new tokens pass max_position_embeddings "
                                f"({limit}) in full-window mode; ask for at most {limit - prompt + 1} new tokens")
 

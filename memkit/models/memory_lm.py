@@ -173,10 +173,12 @@ class MemoryLM(SpecModel, GenerateMixin):
         return self.hf.lm_head
 
     def forward(self, input_ids: torch.Tensor, state=None, memory=None, labels: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None, documents: str | None = None, **_) -> LMOutput:
+                attention_mask: torch.Tensor | None = None, documents: str | None = None,
+                use_cache: bool | None = None, return_dict: bool | None = None) -> LMOutput:
         """input_ids [B,T], ``state`` from the previous call (None: a fresh start) -> ``LMOutput`` (logits [B,T,V],
         state, loss). ``memory`` forces the memory every segment is written to (``MemoryBuilder``); ``labels``
-        [B,T] gives transformers' shifted loss; ``documents`` overrides the spec's field for this call."""
+        [B,T] gives transformers' shifted loss; ``documents`` overrides the spec's field for this call.
+        ``use_cache`` and ``return_dict`` are accepted for transformers' callers: the state is always returned."""
         self.check_plain_input(attention_mask)
         documents = documents or self.documents
         step = lambda ids, st: self._stream(ids, st, memory)  # noqa: E731
@@ -197,9 +199,9 @@ class MemoryLM(SpecModel, GenerateMixin):
         if self.local_window == "segment" and self.segment_len is None:  # whole_call: the call is the window
             window, plain, seen = 0, PlainCache(), 0
         elif not window and seen + T > self.max_positions:
-            raise InputTooLong(f"input: positions up to {seen + T} but max_position_embeddings is {self.max_positions} "
-                               "in local_window='full' mode; give at most that many tokens (prompt and new tokens), "
-                               "or use local_window='segment' (positions restart every segment)")
+            raise InputTooLong(f"input: {seen + T} tokens is longer than max_position_embeddings ({self.max_positions}) "
+                               "in local_window='full' mode; give at most that many (a prompt and its new tokens), or "
+                               "use local_window='segment' (positions restart every segment)")
         box = _Box(state.layer, memory) if self.memory is not None else None
         logits, plain = neox_stack.run(self.hf, self.hf.gpt_neox.embed_in(ids), window, plain, seen, box)
         return logits, MemoryLMState(box.state if box is not None else None, plain, seen + T)
