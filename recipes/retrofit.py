@@ -7,13 +7,15 @@ continual pretraining, arXiv:2404.07143), on text.
 
 ``tiny`` first trains a small plain GPT-NeoX on the built-in Debian corpus and saves it as a GPT-NeoX checkpoint
 (with its tokenizer.json), so the whole path runs on a laptop: the checkpoint is retrofitted (``memkit.retrofit``:
-layer ``memory_layer``'s attention becomes a memory layer started from its weights, gate closed) and trained on.
+layer ``memory_layer``'s attention becomes a memory layer started from its weights, gate nearly closed) and trained
+on.
 ``pythia70m`` starts from a local Pythia-70M (``base``: a directory written by ``save_pretrained`` with its
 tokenizer.json; nothing is downloaded) and encodes the text with that tokenizer.
 
 Figures: ``base_val_ppl`` (the checkpoint), ``start_val_ppl`` (retrofitted, before training: the memory layer's
 local attention sees one segment, so this is what retrofitting costs at first), ``val_ppl`` / ``val_acc`` after
-training, ``gate_mean`` (the memory layer's gate, from ~2e-9), and the usual training figures. With ``--save DIR``
+training, ``gate_mean`` (the memory layer's gate; the presets start it at sigmoid(−8) = 3e−4, see
+``OPENABLE_GATE``), and the usual training figures. With ``--save DIR``
 the checkpoint goes to DIR/base and the trained model to DIR/retrofit, each with its tokenizer.json (then
 ``python -m memkit.generate DIR/retrofit --prompt ...`` and ``python -m memkit.evaluate DIR/retrofit --task ppl``).
 """
@@ -73,17 +75,24 @@ ALIASES = {
 METRICS = ["base_val_ppl", "start_val_ppl", "val_ppl", "gate_mean", "epochs", "params", "sec_per_epoch"]
 
 
+# The gate starts nearly closed here, not at retrofit's −20: Adam's step on the gate logit scales with its
+# gradient, g(1−g)·(…), which at −20 (~1e−11 in our runs) is far below Adam's ε = 1e−8, so that gate never moves
+# (0.001 in 40 steps); at −8 (g = 3e−4) the gradient is above ε and the gate learning rate of 0.1 opens it within
+# a short run. On one segment the model then differs from the checkpoint by g, not by 2e−9.
+OPENABLE_GATE = dict(gate_init=-8.0)
+
+
 def tiny() -> RetrofitSpec:
-    """A 2-layer, hidden-128 GPT-NeoX trained for 3 epochs on 1,500 samples of 128 BPE tokens from the Debian
-    corpus, then retrofitted (layer 0, segments of 32) and trained for 3 more."""
+    """A 2-layer, hidden-128 GPT-NeoX trained for 2 epochs on 1,000 samples of 128 BPE tokens from the Debian
+    corpus, then retrofitted (layer 0, segments of 32, the gate nearly closed) and trained for 2 more."""
     return RetrofitSpec.create(
         base_model=dict(hidden_size=128, num_layers=2, num_heads=4, intermediate_size=512, max_position_embeddings=512,
                         memory_layer=None, local_window="full"),
-        pretrain=dict(lr=3e-3, batch_size=32, max_epochs=3, patience=1),
-        memory=dict(segment_len=32),
-        data=dict(source="debian", max_chars=400_000, seq_len=128, num_train=1500, num_val=200,
+        pretrain=dict(lr=3e-3, batch_size=32, max_epochs=2, patience=1),
+        memory=dict(segment_len=32, **OPENABLE_GATE),
+        data=dict(source="debian", max_chars=400_000, seq_len=128, num_train=1000, num_val=200,
                   tokenizer=dict(kind="bpe", vocab_size=1024)),
-        train=dict(lr=1e-3, batch_size=32, max_epochs=3, patience=1),
+        train=dict(lr=1e-3, gate_lr=0.1, batch_size=32, max_epochs=2, patience=1),
     )
 
 
@@ -91,9 +100,9 @@ def pythia70m() -> RetrofitSpec:
     """Pythia-70M from ~/models/pythia-70m (or --base), layer 0 retrofitted with segments of 256, trained at
     lr 1e-4 on 2,048-token samples; for a GPU."""
     return RetrofitSpec.create(
-        base="~/models/pythia-70m", memory=dict(segment_len=256),
+        base="~/models/pythia-70m", memory=dict(segment_len=256, **OPENABLE_GATE),
         data=dict(source="debian", max_chars=4_000_000, seq_len=2048, num_train=2000, num_val=100),
-        train=dict(lr=1e-4, batch_size=4, max_epochs=3, patience=1),
+        train=dict(lr=1e-4, gate_lr=0.1, batch_size=4, max_epochs=3, patience=1),
     )
 
 

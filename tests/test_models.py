@@ -109,3 +109,14 @@ def test_dropout_settings_reach_the_model():
     assert not torch.equal(model(x)[0], model(x)[0])  # dropout is on in training
     model.eval()
     assert torch.equal(model(x)[0], model(x)[0])
+
+
+def test_a_plain_full_window_model_is_transformers_gpt_neox():
+    """memkit runs GPT-NeoX's pieces itself (neox_stack): without a memory layer, in full mode, it computes what
+    transformers' own forward does, dropout included (the same draws in the same order)."""
+    model = small(memory_layer=None, hidden_dropout=0.3).build().train()
+    x = torch.randint(0, 40, (2, 12))
+    torch.manual_seed(1)
+    ours = model(x)[0]
+    torch.manual_seed(1)
+    torch.testing.assert_close(ours, model.hf(x).logits)
