@@ -47,3 +47,31 @@ def test_bad_checkpoints_and_layers_are_one_clear_error(checkpoint, tmp_path):
         retrofit(gpt2)
     with pytest.raises(SpecError, match=r"memory_layer must be in 0\.\.2, got 3"):
         retrofit(path, memory_layer=3)
+
+
+@pytest.mark.slow
+def test_the_recipe_pretrains_retrofits_continues_and_saves(tmp_path):
+    """recipes.retrofit's tiny preset, shrunk, on local text: the checkpoint it trains is saved, retrofitted and
+    trained on; the saved model reloads with the figures the recipe printed; a given checkpoint is used as is."""
+    from memkit import load_model
+    from memkit.training.figures import perplexity_figures
+    from recipes import retrofit as recipe
+
+    text = tmp_path / "text.txt"
+    text.write_text("\n\n".join(f"{i}: the lord is my shepherd I shall not want, he maketh me to lie down"
+                                for i in range(200)))
+    spec = recipe.tiny()
+    small = dict(source=str(text), num_train=48, num_val=8, max_chars=20_000,
+                 tokenizer=dict(kind="bpe", vocab_size=300, cache_dir=str(tmp_path)))
+    spec = spec.with_overrides(data={**spec.data.model_dump(), **small},
+                               pretrain={**spec.pretrain.model_dump(), "max_epochs": 1, "batch_size": 16},
+                               train={**spec.train.model_dump(), "max_epochs": 1, "batch_size": 16})
+    out = recipe.run(spec, save_dir=str(tmp_path / "out"))
+    assert out["base_val_ppl"] < 300 and out["start_val_ppl"] < 300 and 0 < out["gate_mean"] < 0.5
+    saved = tmp_path / "out" / "retrofit"
+    assert (saved / "tokenizer.json").is_file() and (tmp_path / "out" / "base" / "tokenizer.json").is_file()
+    model = load_model(saved)
+    data = spec.data.with_overrides(tokenizer=dict(kind="file", path=str(saved / "tokenizer.json"))).build()
+    assert perplexity_figures(model, data.val, 16)["val_ppl"] == out["val_ppl"]
+    again = recipe.run(spec.with_overrides(base=str(tmp_path / "out" / "base")))
+    assert again["base_val_ppl"] == out["base_val_ppl"]  # the checkpoint and its tokenizer, as saved
