@@ -17,7 +17,6 @@ import time
 
 import torch
 
-from memkit.models.memory_lm import MemoryLMSpec
 from recipes.infini_pythia import pythia70m
 
 
@@ -64,7 +63,7 @@ def main(argv=None) -> None:
                  (args.new - 1) / max(total - prefill, 1e-9)))
     base = rows[1][2]
     print(f"prompt {args.prompt} tokens, {args.new} new, batch 1, {torch.get_num_threads()} threads\n")
-    print(f"| model | prefill s | decode tokens/s | vs no memory |\n|---|---|---|---|")
+    print("| model | prefill s | decode tokens/s | vs no memory |\n|---|---|---|---|")
     for name, prefill, speed in rows:
         print(f"| {name} | {prefill:.2f} | {speed:.1f} | {speed / base:.2f} |")
 

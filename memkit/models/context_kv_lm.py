@@ -166,14 +166,15 @@ class ContextKVLM(SpecModel, GenerateMixin):
                 use_cache: bool | None = None, return_dict: bool | None = None) -> LMOutput:
         """input_ids [B,T], ``state`` from the previous call -> ``LMOutput`` (logits [B,T,V], state, loss)."""
         self.check_plain_input(attention_mask)
-        if (documents or self.documents) == "separate" and self.eos_token_id is not None:
+        if self.restarts_documents(documents):
             logits, state = by_document(self._stream, input_ids, state, self.eos_token_id)
         else:
             logits, state = self._stream(input_ids, state)
         return LMOutput(loss=shifted_loss(logits, labels), logits=logits, state=state)
 
     def _stream(self, ids: torch.Tensor, state: ContextKVState | None):
-        B, T = ids.shape
+        """One stream per row, continuing ``state``: (logits [B,T,V], ContextKVState)."""
+        T = ids.shape[1]
         if state is not None and self.contexts_mode == "parallel_iterations":
             raise ValueError("state: contexts='parallel_iterations' starts every call from random contexts and cannot "
                              "continue a stream; use contexts='recurrent' to stream or generate")

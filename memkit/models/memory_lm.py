@@ -180,9 +180,8 @@ class MemoryLM(SpecModel, GenerateMixin):
         [B,T] gives transformers' shifted loss; ``documents`` overrides the spec's field for this call.
         ``use_cache`` and ``return_dict`` are accepted for transformers' callers: the state is always returned."""
         self.check_plain_input(attention_mask)
-        documents = documents or self.documents
         step = lambda ids, st: self._stream(ids, st, memory)  # noqa: E731
-        if documents == "separate" and self.eos_token_id is not None:
+        if self.restarts_documents(documents):
             logits, state = by_document(step, input_ids, state, self.eos_token_id)
         else:
             logits, state = step(input_ids, state)
@@ -190,7 +189,7 @@ class MemoryLM(SpecModel, GenerateMixin):
 
     def _stream(self, ids: torch.Tensor, state, memory=None):
         """One stream per row, continuing ``state``: (logits [B,T,V], MemoryLMState)."""
-        B, T = ids.shape
+        T = ids.shape[1]
         if isinstance(state, MemoryAttentionState):
             state = MemoryLMState(state, seen=state.pending_k.shape[2])
         state = state or MemoryLMState(None)

@@ -103,6 +103,13 @@ class SpecModel(PreTrainedModel):
         """The spec this model was built from."""
         return self.config.to_spec()
 
+    def restarts_documents(self, documents: str | None) -> bool:
+        """Whether this call restarts at each end-of-document id: ``documents`` (the call's override) or the spec's."""
+        documents = documents or self.documents
+        if documents not in ("separate", "run_together"):
+            raise ValueError(f"documents: 'separate' or 'run_together', got {documents!r}")
+        return documents == "separate" and self.eos_token_id is not None
+
     def check_plain_input(self, attention_mask) -> None:
         if attention_mask is not None and not bool(attention_mask.all()):
             raise ValueError("attention_mask: memkit models take unpadded inputs (every row as long as the call); "
