@@ -82,8 +82,9 @@ def test_prebuilt_memories_ship_beside_the_model(tmp_path):
     MemoryBuilder.save(state, tmp_path / "memories.pt")
     again = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     ids = torch.randint(0, 256, (1, 8))
-    torch.testing.assert_close(again(ids, MemoryBuilder.load(tmp_path / "memories.pt"))[0], model.eval()(ids, state)[0],
-                               rtol=0, atol=0)
+    with_memories = again(ids, MemoryBuilder.load(tmp_path / "memories.pt"))[0]
+    torch.testing.assert_close(with_memories, model.eval()(ids, state)[0], rtol=0, atol=0)
+    assert not torch.allclose(with_memories, again(ids)[0])  # the memories are read
 
 
 def test_import_memkit_registers_the_model_types():
