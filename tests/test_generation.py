@@ -81,6 +81,8 @@ def test_sampling_follows_transformers_arguments():
     assert out.sequences.shape == (3, 8)  # max_length counts the prompt
     kept = torch.isfinite(torch.stack(out.scores, 1))
     assert (kept.sum(-1) == 1).all()  # a tiny top_p keeps the best token only
+    with pytest.raises(ValueError, match="0 < top_p <= 1"):
+        model.generate(prompt, do_sample=True, top_p=0.0)
 
 
 def test_a_row_that_ends_pads_and_leaves_the_batch():

@@ -85,6 +85,9 @@ class GenerateMixin:
         if max_new_tokens < 1 or P < 1:
             raise ValueError(f"generate: needs a prompt and max_new_tokens >= 1 (got {P} prompt tokens, "
                              f"max_new_tokens={max_new_tokens})")
+        if do_sample and not (temperature > 0 and 0 < top_p <= 1 and (top_k or 0) >= 0):
+            raise ValueError(f"generate: sampling needs temperature > 0, 0 < top_p <= 1 and top_k >= 0 (got "
+                             f"{temperature}, {top_p}, {top_k})")
         self._check_length(P, max_new_tokens)
         if eos_token_id is None:
             eos_token_id = self.eos_token_id
