@@ -9,8 +9,9 @@ The package is four concerns, one sub-package each, plus the tensor maths they s
 - ``memkit.eval``: metrics and synthetic tasks;
 - ``memkit.training``: the trainer and OACD pretraining.
 
-Every public name is re-exported here. Importing memkit has no side effects; transformers is
-imported when a model is built.
+Every public name is re-exported here. Importing memkit has one side effect, asked for by transformers'
+custom-model recipe: it registers the model types ``memkit`` and ``memkit_context_kv`` with ``AutoConfig``
+and ``AutoModelForCausalLM`` (``memkit.models.register``), so a saved model loads through the Auto classes.
 """
 
 from memkit import blocks, data, eval, models, training
@@ -20,5 +21,7 @@ from memkit.eval import *  # noqa: F403
 from memkit.models import *  # noqa: F403
 from memkit.spec import Spec, SpecError
 from memkit.training import *  # noqa: F403
+
+models.register()  # the one import-time side effect (see above)
 
 __all__ = ["Spec", "SpecError", *blocks.__all__, *models.__all__, *data.__all__, *eval.__all__, *training.__all__]

@@ -19,14 +19,21 @@ import torch
 from pydantic import Field, model_validator
 
 from memkit.data.corpus import TextDataSpec
-from memkit.eval.metrics import bucket_name, peak_memory_mb, position_buckets, position_ppl
-from memkit.eval.tasks.passkey import PasskeyTask, accuracy_by_depth
-from memkit.eval.tasks.recall import RecallTask, accuracy_by_distance
+from memkit.eval.metrics import bucket_name, peak_memory_mb, position_buckets
+from memkit.eval.tasks.passkey import PasskeyTask
+from memkit.eval.tasks.recall import RecallTask
 from memkit.eval.tasks.reversal import ReversalTask
 from memkit.eval.tasks.selection import selection_accuracy
 from memkit.models.memory_lm import MemoryLMSpec
 from memkit.spec import Spec
-from memkit.training.trainer import TrainSpec, evaluate, reset_shared_memories, train
+from memkit.training.figures import (
+    mqar_figures,
+    passkey_figures,
+    perplexity_figures,
+    position_figures,
+    reversal_figures,
+)
+from memkit.training.trainer import TrainSpec, train
 from recipes._shared import as_dict, training_figures
 
 Eval = Literal["position", "reversal", "selection", "passkey", "mqar"]
@@ -97,6 +104,7 @@ class TextTrialSpec(ArmSpec):
     def as_run(cls, data: dict) -> dict:
         """The report's code, applied to the fields of a careful spec: the reports' memory layer, optimiser,
         reversal protocol; no passkey/MQAR (see ``AS_RUN_SKIPS``). Report recipes refine it."""
+        data = override(data, "model", documents="run_together")  # memory crossed documents in the reports
         data = override(data, "model.memory", **AS_RUN_LAYER)
         data = override(data, "train", **AS_RUN_TRAIN)
         data = override(data, "reversal", kind="reports_triples", eval_order="forward_then_backward")
@@ -225,25 +233,21 @@ def run_text(spec: TextTrialSpec, on_epoch: Callable[[dict], None] | None = None
     data = spec.data.build(extra_train=facts)
     _say(progress, f"data: {len(data.train[0])} train / {len(data.val[0])} val samples of {spec.data.seq_len} tokens, "
                    f"domains {data.domains}, vocab {data.vocab_size}")
-    model = spec.model.with_overrides(vocab_size=data.vocab_size).build()
+    # packed rows join documents by the tokenizer's end-of-document id: the careful arm restarts at each one
+    model = spec.model.with_overrides(vocab_size=data.vocab_size, eos_token_id=data.tokenizer.eos_id).build()
     result = train(model, data.train, data.val, spec.train, on_epoch=on_epoch, progress=progress)
-    final = evaluate(model, data.val, spec.train.batch_size)
     device = next(model.parameters()).device
     out = {
-        "val_ppl": final["ppl"],
-        "val_acc": final["acc"],
+        **perplexity_figures(model, data.val, spec.train.batch_size),
         **training_figures(model, result),
         "memory_bytes": model.memory_nbytes(),
         "expand_share": model.memory.last_expand_share if model.memory is not None else float("nan"),
         "history": [{k: r[k] for k in ("epoch", "train_ppl", "val_ppl")} for r in result.history],
     }
-    if "position" in spec.evals:
-        reset_shared_memories(model, "validation")  # every evaluation starts as a validation does
-        for name, ppl in position_ppl(model, data.val, spec.train.batch_size, position_buckets(spec.data.seq_len)).items():
-            out[f"pos_{name}"] = ppl
+    if "position" in spec.evals:  # every evaluation starts as a validation does (memkit.training.figures)
+        out.update(position_figures(model, data.val, spec.train.batch_size))
     if "reversal" in spec.evals:
-        reset_shared_memories(model, "validation")
-        out.update({f"rev_{k}": v for k, v in spec.reversal.evaluate(model, data.tokenizer).items()})
+        out.update(reversal_figures(model, spec.reversal, data.tokenizer))
     # selection needs two domains and two memories at least (one file = one domain: nothing to tell apart)
     if ("selection" in spec.evals and model.memory is not None and model.memory.num_memories > 1
             and len(data.domains) > 1):
@@ -253,16 +257,12 @@ def run_text(spec: TextTrialSpec, on_epoch: Callable[[dict], None] | None = None
         _say(progress, "passkey: training a fresh model")
         pk, pk_result = _train_synthetic(spec, spec.passkey, spec.passkey.vocab_size, seed, progress)
         out.update(passkey_epochs=len(pk_result.history), passkey_capped=int(pk_result.capped))
-        by_depth = accuracy_by_depth(pk, spec.passkey, seed, spec.recall_train.batch_size)
-        out.update({f"passkey_{round(d * 100)}": a for d, a in by_depth.items()})
-        out["passkey_mean"] = sum(by_depth.values()) / len(by_depth)
+        out.update(passkey_figures(pk, spec.passkey, seed, spec.recall_train.batch_size))
     if "mqar" in spec.evals:
         _say(progress, "mqar: training a fresh model")
         mq, mq_result = _train_synthetic(spec, spec.mqar, spec.mqar.vocab_size, seed, progress)
         out.update(mqar_epochs=len(mq_result.history), mqar_capped=int(mq_result.capped))
-        by_dist = accuracy_by_distance(mq, spec.mqar, seed=seed, batch_size=spec.recall_train.batch_size)
-        out.update({f"mqar_d{d}": a for d, a in sorted(by_dist.items())})
-        out["mqar_mean"] = sum(by_dist.values()) / len(by_dist)
+        out.update(mqar_figures(mq, spec.mqar, seed, spec.recall_train.batch_size))
     out["train_seconds"] = time.perf_counter() - t0
     return out
 

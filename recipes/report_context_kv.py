@@ -61,7 +61,7 @@ class ContextKVReportSpec(ArmSpec):
         clip 2.0, noise 0.1, 5,000-token chunks), Phase 2 contexts from parallel iterations (3 in evaluation,
         as many as Phase 1 ran in training), patience 3."""
         data = override(data, "model", body="kv_only", embeddings="frozen", context_ffn="one_linear",
-                        contexts="parallel_iterations", context_iterations=3)
+                        contexts="parallel_iterations", context_iterations=3, documents="run_together")
         data = override(data, "model.context", mode="fixed", mask_padding=False, dropout=0.1)
         data = override(data, "oacd", phase1="parallel_fixed_point", lr=0.002, grad_clip=2.0, noise=0.1,
                         chunk_tokens=5000, threshold=0.9, tol=0.03)
@@ -118,7 +118,7 @@ def run(spec: ContextKVReportSpec, on_epoch=None, progress=None) -> dict:
         torch.set_num_threads(spec.train.threads)
     t0 = time.perf_counter()
     data = spec.data.build()
-    model = spec.model.with_overrides(vocab_size=data.vocab_size).build()
+    model = spec.model.with_overrides(vocab_size=data.vocab_size, eos_token_id=data.tokenizer.eos_id).build()
     pre = OACDPretrainer(model, spec.oacd.with_overrides(seed=seed))
     t1 = time.perf_counter()
     rows = pre.phase1(data.train[0])
@@ -141,7 +141,8 @@ def run(spec: ContextKVReportSpec, on_epoch=None, progress=None) -> dict:
             out[f"e{r['epoch']}_{k}"] = r[k]
     if spec.recall is not None:
         # the recall model's vocabulary is the task's (the derive step grows it from 2)
-        recall_spec = context_kv.SPEC.create(model={**spec.model.model_dump(), "vocab_size": 2}, task=spec.recall.model_dump(),
+        recall_spec = context_kv.SPEC.create(model={**spec.model.model_dump(), "vocab_size": 2, "eos_token_id": None},
+                                             task=spec.recall.model_dump(),
                                              oacd=spec.oacd.model_dump(), train=spec.recall_train.with_overrides(seed=seed).model_dump())
         rec = context_kv.run(recall_spec, progress=progress)
         out.update(recall_acc=rec["recall_acc"], recall_chance=1 / spec.recall.num_values)

@@ -57,11 +57,24 @@ def test_fixed_and_dynamic_agree_and_fixed_keeps_its_shape(T, seed):
     dynamic.load_state_dict(fixed.state_dict())
     torch.testing.assert_close(fixed(x, c), dynamic(x, c))
     assert fixed.num_slots(T) == 4 and dynamic.num_slots(T) == min(4, (T - 1) // 3 + 1)
-    # without masking (the reports' code) they differ only where the history is short
+    # without masking (the reports' code) they differ only where the history is short: fixed attends the zero
+    # slots, dynamic leaves out what cannot exist yet (so it equals the masked output everywhere)
     raw_f, raw_d = cache(mask_padding=False), cache(mode="dynamic", mask_padding=False)
     raw_d.load_state_dict(raw_f.state_dict())
     full = 3 * 3  # from position 9 on, all 4 slots exist
     torch.testing.assert_close(raw_f(x, c)[:, full:], raw_d(x, c)[:, full:])
+    torch.testing.assert_close(raw_d(x, c), fixed(x, c))
+
+
+@given(T=st.integers(2, 30), seed=st.integers(0, 1000), mask=st.booleans(), data=st.data())
+def test_dynamic_mode_output_does_not_depend_on_the_input_length(T, seed, mask, data):
+    """A position's output is the same whatever follows it (generation needs this): the first t outputs
+    of a T-token input equal those of the t-token input, masked or not."""
+    torch.manual_seed(seed)
+    layer = cache(mode="dynamic", mask_padding=mask)
+    x, c = torch.randn(2, T, 8, dtype=torch.float64), torch.randn(2, T, 6, dtype=torch.float64)
+    t = data.draw(st.integers(1, T - 1))
+    torch.testing.assert_close(layer(x[:, :t], c[:, :t]), layer(x, c)[:, :t])
 
 
 def test_history_and_theoretical_contexts_as_reported():

@@ -25,19 +25,26 @@ def test_pythia70m_shape_parameter_count():
 
 
 @pytest.mark.parametrize("window", ["segment", "full"])
-def test_causal_and_streaming_at_model_level(window):
+@pytest.mark.parametrize("memory_layer", [0, 1, None])
+def test_causal_and_streaming_at_model_level(window, memory_layer):
+    """Pieces cut anywhere (inside segments too) with the state carried equal one call, in both window modes:
+    the plain layers keep their own keys and values (full: every token, positions going on; segment: the open
+    segment's)."""
     torch.manual_seed(0)
-    model = small(local_window=window).build().double().eval()
-    x = torch.randint(0, 40, (2, 16))
+    model = small(local_window=window, memory_layer=memory_layer).build().double().eval()
+    x = torch.randint(0, 40, (2, 19))
     logits, state = model(x)
-    assert logits.shape == (2, 16, 40) and state.memory.writes == 4
+    assert logits.shape == (2, 19, 40) and state.seen == 19
+    if memory_layer is not None:
+        assert state.layer.memory.writes == 4 and state.layer.pending_k.shape[2] == 3
     x2 = x.clone()
     x2[:, 9:] = (x2[:, 9:] + 1) % 40
     torch.testing.assert_close(model(x2)[0][:, :9], logits[:, :9])
-    if window == "segment":
-        l1, s1 = model(x[:, :8])
-        l2, _ = model(x[:, 8:], s1)
-        torch.testing.assert_close(torch.cat((l1, l2), 1), logits)
+    pieces, carried = [], None
+    for a, b in [(0, 3), (3, 4), (4, 9), (9, 10), (10, 19)]:
+        out, carried = model(x[:, a:b], carried)
+        pieces.append(out)
+    torch.testing.assert_close(torch.cat(pieces, 1), logits)
 
 
 def test_segment_window_hides_earlier_segments_from_plain_layers():
@@ -54,10 +61,12 @@ def test_segment_window_hides_earlier_segments_from_plain_layers():
         assert same != reaches, window
 
 
-def test_segment_mode_needs_whole_segments():
-    model = small(local_window="segment").build()
-    with pytest.raises(ValueError, match="multiple of segment_len"):
-        model(torch.randint(0, 40, (1, 6)))
+def test_segment_mode_takes_a_partial_last_segment():
+    """A last segment shorter than segment_len is a shorter row: the first 6 outputs of an 8-token call."""
+    torch.manual_seed(0)
+    model = small(local_window="segment").build().double().eval()
+    x = torch.randint(0, 40, (1, 8))
+    torch.testing.assert_close(model(x[:, :6])[0], model(x)[0][:, :6])
 
 
 def test_memory_shape_follows_the_model_and_errors_name_fields():
@@ -81,16 +90,14 @@ def test_plain_model_with_segment_window_cannot_see_an_earlier_segment():
         x2[:, :4] = (x2[:, :4] + 7) % 40
         later, later2 = model(x)[0][:, 4:], model(x2)[0][:, 4:]
         assert torch.allclose(later, later2) != reaches, window
-    assert model(x)[1] is None and small(local_window="segment", memory_layer=None).build().segment_len == 4
+    assert model(x)[1].layer is None and small(local_window="segment", memory_layer=None).build().segment_len == 4
 
 
 def test_zero_memories_is_the_plain_model_with_the_same_window():
     spec = small(local_window="segment", memory=dict(segment_len=4, num_memories=0))
     assert spec.memory_layer is None and spec.local_window == "segment"
     model = spec.build()
-    assert model.memory is None and model.memory_nbytes() == 0
-    with pytest.raises(ValueError, match="multiple of segment_len"):  # it keeps the segment window
-        model(torch.randint(0, 40, (1, 6)))
+    assert model.memory is None and model.memory_nbytes() == 0 and model.segment_len == 4  # it keeps the window
 
 
 def test_dropout_settings_reach_the_model():
@@ -102,3 +109,14 @@ def test_dropout_settings_reach_the_model():
     assert not torch.equal(model(x)[0], model(x)[0])  # dropout is on in training
     model.eval()
     assert torch.equal(model(x)[0], model(x)[0])
+
+
+def test_a_plain_full_window_model_is_transformers_gpt_neox():
+    """memkit runs GPT-NeoX's pieces itself (neox_stack): without a memory layer, in full mode, it computes what
+    transformers' own forward does, dropout included (the same draws in the same order)."""
+    model = small(memory_layer=None, hidden_dropout=0.3).build().train()
+    x = torch.randint(0, 40, (2, 12))
+    torch.manual_seed(1)
+    ours = model(x)[0]
+    torch.manual_seed(1)
+    torch.testing.assert_close(ours, model.hf(x).logits)

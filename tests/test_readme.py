@@ -64,3 +64,12 @@ def test_using_the_blocks_example_runs_as_written(tmp_path, monkeypatch):
 def test_each_sub_package_says_what_lives_there(package):
     doc = importlib.import_module(package).__doc__
     assert doc and len(doc.split()) > 10
+
+
+def test_saved_models_example_runs_as_written(tmp_path, monkeypatch):
+    block = next(b for b in CODE if "save_pretrained" in b)
+    monkeypatch.chdir(tmp_path)  # it saves out/
+    scope: dict = {}
+    exec(block, scope)  # noqa: S102
+    assert scope["out"].sequences.shape == (2, 120) and len(scope["out"].logits) == 20
+    assert scope["again"].spec == scope["model"].spec and (tmp_path / "out" / "config.json").exists()

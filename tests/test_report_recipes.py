@@ -125,6 +125,7 @@ def test_the_arm_toggles_the_reports_code_both_ways():
         careful = apply_overrides(module.reports(), {"arm": "careful"}).system()
         assert (careful.model.memory.segmentation, careful.model.memory.memory_scope) == ("fixed", "sequence")
         assert careful.train.param_groups == "gates_apart" and as_run.train.param_groups == "one_group"
+        assert (careful.model.documents, as_run.model.documents) == ("separate", "run_together")
         assert apply_overrides(module.tiny(), {"arm": "as_run"}).system().model.memory.bias is False
     hier = apply_overrides(report_designs.tiny(), {"arm": "as_run", "design": "hierarchical"}).system()
     multi = apply_overrides(report_designs.tiny(), {"arm": "as_run", "design": "multi"}).system()
@@ -135,7 +136,9 @@ def test_the_arm_toggles_the_reports_code_both_ways():
         "hsa_last_keys", "projection", "sequential")
     kv = report_context_kv.reports().system()
     assert (kv.model.body, kv.oacd.phase1, kv.model.context.mask_padding) == ("kv_only", "parallel_fixed_point", False)
-    assert apply_overrides(report_context_kv.reports(), {"arm": "careful"}).system().model.body == "neox"
+    careful_kv = apply_overrides(report_context_kv.reports(), {"arm": "careful"}).system()
+    assert careful_kv.model.body == "neox"
+    assert (careful_kv.model.documents, kv.model.documents) == ("separate", "run_together")
 
 
 def test_grid_refuses_to_start_without_the_debian_texts(monkeypatch):

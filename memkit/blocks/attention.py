@@ -66,6 +66,14 @@ class MemoryAttentionState:
                                                     self.lm_sum, self.lm_count))
         )
 
+    def select(self, rows: torch.Tensor) -> "MemoryAttentionState":
+        """The state of the sequences ``rows`` (LongTensor of batch indices) only."""
+        pick = lambda t: None if t is None else t[rows]  # noqa: E731
+        return MemoryAttentionState(
+            self.memory.select(rows), *(pick(t) for t in (self.pending_q, self.pending_k, self.pending_v, self.prev_k,
+                                                           self.lm_sum, self.lm_count))
+        )
+
 
 def rotate(x: torch.Tensor, rotary_dim: int, base: float = 10000.0) -> torch.Tensor:
     """GPT-NeoX rotary embedding on the first ``rotary_dim`` dims, positions along axis -2."""
@@ -104,6 +112,7 @@ class MemoryAttention(nn.Module):
         local: str = "softmax",
         key_shift: bool = False,
         rotary_dim: int = 0,
+        rotary_base: float = 10000.0,
         gate_init: float = 0.0,
         eps: float = 1e-6,
         write_policy: str = "round_robin",
@@ -132,7 +141,7 @@ class MemoryAttention(nn.Module):
         self.hidden_size, self.num_heads = hidden_size, num_heads
         self.head_dim = hidden_size // num_heads
         self.segment_len, self.segmentation, self.local, self.key_shift = segment_len, segmentation, local, key_shift
-        self.rotary_dim, self.eps, self.nan_guard = rotary_dim, eps, nan_guard
+        self.rotary_dim, self.rotary_base, self.eps, self.nan_guard = rotary_dim, rotary_base, eps, nan_guard
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=bias)
         self.out = nn.Linear(hidden_size, hidden_size, bias=bias)
         self.gate_logit = nn.Parameter(torch.full((num_heads,), float(gate_init)))
@@ -264,7 +273,8 @@ class MemoryAttention(nn.Module):
     def _local(self, seg: Segments) -> torch.Tensor:
         """A_dot [B,H,S,L,d]: causal attention inside each segment."""
         if self.local == "softmax":
-            return causal_softmax(rotate(seg.q, self.rotary_dim), rotate(seg.k, self.rotary_dim), seg.v)
+            q, k = (rotate(t, self.rotary_dim, self.rotary_base) for t in (seg.q, seg.k))
+            return causal_softmax(q, k, seg.v)
         return causal_linear(seg.q, seg.k, seg.v, self.eps, clamp=self.local == "linear_clamped")
 
     def _memory(self, seg: Segments, state: MemoryAttentionState, forced):
@@ -512,6 +522,7 @@ class MemoryAttentionSpec(Spec):
         "denominator; or with the denominator clamped at 1e-6 (the reports')")
     key_shift: bool = Field(False, description="keys from the previous token (binds pairs at layer 0)")
     rotary_dim: int = Field(0, ge=0, description="rotary dims of the local branch (0 = none)")
+    rotary_base: float = Field(10000.0, gt=1, le=1e9, description="rotary base θ (GPT-NeoX's rotary_emb_base)")
     gate_init: float = Field(0.0, ge=-20, le=20, description="initial gate logit β")
     eps: float = Field(1e-6, gt=0, le=1e-1, description="guard of every division")
     # The fields below apply when num_memories > 1.

@@ -5,8 +5,9 @@ c_t = LN(c_{t−1} + FFN([c_{t−1}; LN(e_t)])). At position p, ``ContextKVCache
 K/V projections of c_p, c_{p−interval}, …, at most ``max_contexts`` of them, never a future one.
 ``fixed`` mode always has ``max_contexts`` slots (constant shapes), zero-padded where history is
 short and masked (``mask_padding=False`` is the reports' code: zero contexts attended as they are);
-``dynamic`` keeps only the slots that can exist in the input. With masking both give the same
-output everywhere.
+``dynamic`` keeps only the slots that can exist in the input, and always leaves out a slot that cannot
+exist yet at a position (it is not padding: attending it would make a position's output depend on how
+long the input is). With masking both give the same output everywhere.
 
 The language model that puts them together is ``memkit.models.context_kv_lm.ContextKVLM``.
 
@@ -107,21 +108,33 @@ class ContextKVCache(nn.Module):
         return self.max_contexts if self.mode == "fixed" else min(self.max_contexts, (T - 1) // self.interval + 1)
 
     def forward(self, x: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
+        return self.step(x, contexts)[0]
+
+    def step(self, x: torch.Tensor, contexts: torch.Tensor, past=None, seen: int = 0):
+        """The streaming form: x [B,T,D] and contexts [B,T,C] after ``seen`` earlier tokens, of which ``past``
+        holds the keys and values ([B,H,t,d] each) of the last t <= (max_contexts−1)·interval, all a position
+        can reach back to -> (y [B,T,D], past for the next call)."""
         B, T, _ = x.shape
         H = self.num_heads
         q = rearrange(self.q(x), "b t (h d) -> b h t d", h=H)
         k, v = rearrange(self.kv(contexts), "b t (two h d) -> two b h t d", two=2, h=H)
-        idx, valid = context_slots(T, self.interval, self.num_slots(T), x.device)
+        if past is not None:
+            k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
+        t = k.shape[2] - T
+        idx, valid = context_slots(t + T, self.interval, self.num_slots(seen + T), x.device)
+        idx, valid = idx[t:], valid[t:]  # the new positions; a slot before the stream's first token is invalid
         # a missing slot holds a zero context, whose K/V projection is the bias
         k_pad, v_pad = rearrange(self.kv.bias, "(two h d) -> two h d", two=2, h=H)
         keep = valid[None, None, :, :, None]
         ks = torch.where(keep, k[:, :, idx], k_pad[None, :, None, None])  # [B,H,T,K,d]
         vs = torch.where(keep, v[:, :, idx], v_pad[None, :, None, None])
         scores = torch.einsum("bhtd,bhtkd->bhtk", q, ks) * q.shape[-1] ** -0.5
-        if self.mask_padding:
+        if self.mask_padding or self.mode == "dynamic":  # dynamic: a missing slot is never padding
             scores = scores.masked_fill(~valid, torch.finfo(scores.dtype).min)
         y = torch.einsum("bhtk,bhtkd->bhtd", self.dropout(scores.softmax(-1)), vs)
-        return self.out(rearrange(y, "b h t d -> b t (h d)"))
+        reach = (self.max_contexts - 1) * self.interval
+        return self.out(rearrange(y, "b h t d -> b t (h d)")), (k[:, :, k.shape[2] - min(reach, k.shape[2]):],
+                                                                 v[:, :, v.shape[2] - min(reach, v.shape[2]):])
 
 
 class ContextKVCacheSpec(Spec):

@@ -71,6 +71,10 @@ class MemoryState:
     def detach(self) -> "MemoryState":
         return replace(self, M=self.M.detach(), z=self.z.detach())
 
+    def select(self, rows: torch.Tensor) -> "MemoryState":
+        """The memories of the sequences ``rows`` (LongTensor of batch indices) only."""
+        return replace(self, M=self.M[rows], z=self.z[rows])
+
     def to(self, *args, **kwargs) -> "MemoryState":
         return replace(self, M=self.M.to(*args, **kwargs), z=self.z.to(*args, **kwargs))
 

@@ -33,7 +33,7 @@ class ByteTokenizer:
 
 
 class HFTokenizer:
-    """A ``tokenizers.Tokenizer`` (trained here or loaded from a file)."""
+    """A ``tokenizers.Tokenizer`` (trained here or loaded from a file); ``save(folder)`` writes tokenizer.json."""
 
     def __init__(self, tok):
         self.tok = tok
@@ -49,6 +49,34 @@ class HFTokenizer:
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.tok.decode(list(ids))
+
+    def save(self, folder: str | os.PathLike) -> None:
+        self.tok.save(str(Path(folder) / "tokenizer.json"))
+
+
+def save_tokenizer(tok, folder: str | os.PathLike) -> None:
+    """Write ``tok`` beside a saved model: tokenizer.json for a BPE or file tokenizer, nothing for bytes (a folder
+    without one means bytes)."""
+    if hasattr(tok, "save"):
+        tok.save(folder)
+
+
+def tokenizer_beside(folder: str | os.PathLike, path: str | None = None, vocab_size: int | None = None):
+    """The tokenizer of the model saved in ``folder``: ``path`` (a tokenizer.json) when given, else the folder's
+    tokenizer.json, else bytes (which needs a vocabulary of 257 ids at least)."""
+    from tokenizers import Tokenizer
+
+    from memkit.models.pretrained import CheckpointError
+
+    file = Path(path).expanduser() if path else Path(folder).expanduser() / "tokenizer.json"
+    if path and not file.is_file():
+        raise CheckpointError(f"tokenizer: no tokenizer file at {path!r}")
+    if file.is_file():
+        return HFTokenizer(Tokenizer.from_file(str(file)))
+    if vocab_size is not None and vocab_size < ByteTokenizer.vocab_size:
+        raise CheckpointError(f"tokenizer: {str(folder)!r} has no tokenizer.json and its model's vocabulary "
+                              f"({vocab_size}) is too small for bytes ({ByteTokenizer.vocab_size}); give a tokenizer.json")
+    return ByteTokenizer()
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int):

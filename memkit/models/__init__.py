@@ -1,11 +1,26 @@
 """Language models assembled from blocks: GPT-NeoX (transformers, built from a config, no download)
-with a memory layer swapped in (``memory_lm``) or fed through a context-KV path (``context_kv_lm``);
-``builder`` pre-builds memories from texts; ``inference`` runs a model for its outputs; ``checkpoint``
-writes a trained model and ``load`` reads it back."""
+with a memory layer swapped in (``memory_lm``) or fed through a context-KV path (``context_kv_lm``), both
+transformers ``PreTrainedModel`` s with their own config (``pretrained``); ``neox_stack`` runs the plain
+layers over windows with a key/value cache; ``documents`` restarts a model at each end-of-document id;
+``generation`` decodes with the state carried; ``retrofit`` puts a memory layer into a pretrained GPT-NeoX;
+``loading`` opens a saved model (memkit's, or a GPT-NeoX checkpoint as the baseline); ``builder`` pre-builds
+memories from texts; ``inference`` runs a model for its outputs; ``checkpoint`` writes a trained model
+(the grid's trials) and ``load`` reads it back."""
 
 from memkit.models.builder import MemoryBuilder
 from memkit.models.checkpoint import load, save_model
-from memkit.models.context_kv_lm import ContextKVLM, ContextKVLMSpec
-from memkit.models.memory_lm import MemoryLM, MemoryLMSpec
+from memkit.models.context_kv_lm import ContextKVConfig, ContextKVLM, ContextKVLMSpec, ContextKVState
+from memkit.models.generation import GenerateOutput
+from memkit.models.loading import NeoXBaseline, load_model
+from memkit.models.memory_lm import MemkitConfig, MemoryLM, MemoryLMSpec, MemoryLMState
+from memkit.models.pretrained import (
+           CheckpointError,
+           InputTooLong,
+           LMOutput,
+           register,  # noqa: F401  (called by ``import memkit``; not re-exported)
+)
+from memkit.models.retrofit import retrofit
 
-__all__ = ["ContextKVLM", "ContextKVLMSpec", "MemoryBuilder", "MemoryLM", "MemoryLMSpec", "load", "save_model"]
+__all__ = ["CheckpointError", "ContextKVConfig", "ContextKVLM", "ContextKVLMSpec", "ContextKVState", "GenerateOutput",
+           "InputTooLong", "LMOutput", "MemkitConfig", "MemoryBuilder", "MemoryLM", "MemoryLMSpec", "MemoryLMState",
+           "NeoXBaseline", "load", "load_model", "retrofit", "save_model"]

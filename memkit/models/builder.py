@@ -49,7 +49,9 @@ class MemoryBuilder:
                 ids = ids.flatten()[: ids.numel() // L * L].to(param.device)
                 if ids.numel() == 0:
                     raise ValueError(f"sources[{i}]: shorter than one segment ({L} tokens)")
-                _, state = self.model(ids[None], state, memory=i)
+                # the sources run as they are (end-of-document ids included), each from the layer state alone
+                _, out = self.model(ids[None], state, memory=i, documents="run_together")
+                state = out.layer
                 empty = state.pending_k[:, :, :0]
                 state = replace(state, pending_q=empty, pending_k=empty, pending_v=empty,
                                 prev_k=torch.zeros_like(state.prev_k))

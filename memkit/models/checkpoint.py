@@ -33,19 +33,18 @@ def save_model(model: nn.Module, directory: str | os.PathLike, state_dict: dict 
 
 
 def load(path: str | os.PathLike, map_location="cpu") -> nn.Module:
-    """The model written at ``path`` (a grid checkpoint's ``model`` folder, or any ``save_pretrained`` one)."""
+    """The model written at ``path`` (a grid checkpoint's ``model`` folder, or any ``save_pretrained`` one of
+    memkit's or a GPT-NeoX checkpoint, see ``load_model``), in eval mode."""
     where = Path(path).expanduser()
     if (where / "config.json").is_file():
-        from transformers import AutoModelForCausalLM
+        from memkit.models.loading import load_model
 
-        import memkit  # noqa: F401  (registers memkit's model types with the Auto classes)
-
-        return AutoModelForCausalLM.from_pretrained(where)
+        return load_model(where)
     if (where / "spec.json").is_file() and (where / "model.pt").is_file():
         saved = json.loads((where / "spec.json").read_text())
         module, _, name = saved["spec"].rpartition(".")
         model = getattr(importlib.import_module(module), name).create(**saved["fields"]).build()
         model.load_state_dict(torch.load(where / "model.pt", map_location=map_location, weights_only=True))
-        return model
+        return model.eval()
     raise ValueError(f"load: no model at {str(path)!r}: expected config.json (a transformers model) or spec.json "
                      "with model.pt (a grid checkpoint's model folder)")

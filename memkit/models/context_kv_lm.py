@@ -20,6 +20,7 @@ Axes: B batch, T tokens, D hidden, C context dim, V vocab.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +29,11 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from memkit.blocks.context_kv import ContextBlock, ContextKVCache, ContextKVCacheSpec
+from memkit.models import neox_stack
+from memkit.models.documents import by_document
+from memkit.models.generation import GenerateMixin, shifted_loss
+from memkit.models.neox_stack import PlainCache
+from memkit.models.pretrained import InputTooLong, LMOutput, SpecConfig, SpecModel
 from memkit.spec import Spec, check_heads
 
 
@@ -49,74 +55,143 @@ def load_embeddings(path: str, vocab_size: int, hidden_size: int) -> torch.Tenso
     return weight
 
 
-class ContextKVLM(nn.Module):
-    """ids [B,T] -> (logits [B,T,V], None)."""
+@dataclass(frozen=True)
+class ContextKVState:
+    """What a ``ContextKVLM`` carries between calls: ``context`` [B,C], the last context vector (the recurrence
+    goes on from it); ``kv``, keys and values [B,H,t,d] of the last contexts a position can reach back to;
+    ``plain``, the GPT-NeoX layers' keys and values (the open window's, or every token's with ``window`` 0);
+    ``seen``, the tokens of the current document so far."""
 
-    def __init__(self, vocab_size: int, hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int,
-                 rotary_pct: float, window: int, context: ContextKVCacheSpec, body: str = "neox",
-                 embeddings: str = "trained", embeddings_path: str | None = None, context_ffn: str = "mlp",
-                 contexts: str = "recurrent", context_iterations: int = 3, train_context_iterations: int = 18):
-        super().__init__()
-        self.window, self.body, self.contexts_mode = window, body, contexts
-        self.context_iterations, self.train_context_iterations = context_iterations, train_context_iterations
-        if body == "neox":
+    context: torch.Tensor
+    kv: tuple[torch.Tensor, torch.Tensor]
+    plain: PlainCache = PlainCache()
+    seen: int = 0
+
+    def detach(self) -> "ContextKVState":
+        return ContextKVState(self.context.detach(), tuple(t.detach() for t in self.kv),
+                              self.plain.map(torch.Tensor.detach), self.seen)
+
+    def select(self, rows: torch.Tensor) -> "ContextKVState":
+        """The state of the rows ``rows`` (LongTensor) only."""
+        return ContextKVState(self.context[rows], tuple(t[rows] for t in self.kv), self.plain.map(lambda t: t[rows]),
+                              self.seen)
+
+
+class ContextKVConfig(SpecConfig):
+    """transformers config of a ``ContextKVLM``: the ``ContextKVLMSpec`` fields."""
+
+    model_type = "memkit_context_kv"
+    attribute_map = {"num_hidden_layers": "num_layers", "num_attention_heads": "num_heads"}
+
+
+class ContextKVLM(SpecModel, GenerateMixin):
+    """ids [B,T], state=None -> ``LMOutput`` that unpacks as (logits [B,T,V], state); a transformers model like
+    ``MemoryLM``. ``state`` (``ContextKVState``) makes a sequence fed in pieces equal one call (recurrent
+    contexts only: ``parallel_iterations`` starts every call from random contexts)."""
+
+    config_class = ContextKVConfig
+    _no_split_modules = ["GPTNeoXLayer"]
+    max_positions = 4096  # of the GPT-NeoX body (positions go on when window is 0)
+
+    def __init__(self, config: ContextKVConfig):
+        super().__init__(config)
+        spec = config.to_spec()
+        self.window, self.body, self.contexts_mode = spec.window, spec.body, spec.contexts
+        self.context_iterations, self.train_context_iterations = spec.context_iterations, spec.train_context_iterations
+        self.documents, self.eos_token_id = spec.documents, spec.eos_token_id
+        D = spec.hidden_size
+        if spec.body == "neox":
             from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-            config = GPTNeoXConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
-                                   num_attention_heads=num_heads, intermediate_size=intermediate_size,
-                                   rotary_pct=rotary_pct, max_position_embeddings=4096, use_parallel_residual=True,
-                                   tie_word_embeddings=False, attn_implementation="sdpa")
-            self.hf = GPTNeoXForCausalLM(config)
+            neox = GPTNeoXConfig(vocab_size=spec.vocab_size, hidden_size=D, num_hidden_layers=spec.num_layers,
+                                 num_attention_heads=spec.num_heads, intermediate_size=spec.intermediate_size,
+                                 rotary_pct=spec.rotary_pct, max_position_embeddings=self.max_positions,
+                                 use_parallel_residual=True, tie_word_embeddings=False, attn_implementation="sdpa")
+            self.hf = GPTNeoXForCausalLM(neox)
         else:
             self.hf = None
-            self.embed = nn.Embedding(vocab_size, hidden_size)
+            self.embed = nn.Embedding(spec.vocab_size, D)
             nn.init.normal_(self.embed.weight, std=0.02)
-            self.ffn_norm = nn.LayerNorm(hidden_size)
-            self.ffn = nn.Sequential(nn.Linear(hidden_size, 4 * hidden_size), nn.GELU(),
-                                     nn.Linear(4 * hidden_size, hidden_size))
-        if embeddings_path:
+            self.ffn_norm = nn.LayerNorm(D)
+            self.ffn = nn.Sequential(nn.Linear(D, 4 * D), nn.GELU(), nn.Linear(4 * D, D))
+        if spec.embeddings_path:
             with torch.no_grad():
-                self.embed_in.weight.copy_(load_embeddings(embeddings_path, vocab_size, hidden_size))
-        if embeddings == "frozen":
-            self.embed_in.weight.requires_grad_(False)
-        self.context_block = ContextBlock(hidden_size, context.context_dim, context_ffn)
-        self.norm = nn.LayerNorm(hidden_size)
-        self.cache = ContextKVCache(hidden_size, num_heads, **context.model_dump())
+                self.embed_in.weight.copy_(load_embeddings(spec.embeddings_path, spec.vocab_size, D))
+            config.embeddings_path = None  # the weights carry them now: a saved model needs no file
+        self.frozen_embeddings = spec.embeddings == "frozen"
+        self.embed_in.weight.requires_grad_(not self.frozen_embeddings)
+        self.context_block = ContextBlock(D, spec.context.context_dim, spec.context_ffn)
+        self.norm = nn.LayerNorm(D)
+        self.cache = ContextKVCache(D, spec.num_heads, **spec.context.model_dump())
+        own = [self.context_block, self.norm, self.cache] + ([] if self.hf is not None else [self.embed, self.ffn_norm,
+                                                                                             self.ffn])
+        self._mark_initialised(*own)
+        self.post_init()
+
+    def after_load(self) -> None:
+        super().after_load()
+        self.embed_in.weight.requires_grad_(not self.frozen_embeddings)
 
     @property
     def embed_in(self) -> nn.Embedding:
         """The token embeddings (GPT-NeoX's own with the neox body)."""
         return self.hf.gpt_neox.embed_in if self.hf is not None else self.embed
 
-    def num_parameters(self, trainable_only: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+    @property
+    def max_stream_tokens(self) -> int | None:
+        return self.max_positions if self.body == "neox" and not self.window else None
+
+    def get_input_embeddings(self):
+        return self.embed_in
+
+    def num_parameters(self, trainable_only: bool = False, only_trainable: bool = False,
+                       exclude_embeddings: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not (trainable_only or only_trainable))
 
     def contexts(self, ids: torch.Tensor) -> torch.Tensor:
         """[B,T] -> [B,T,C]; without a graph when the block is frozen (Phase 2)."""
         return self._contexts(self.embed_in(ids))
 
-    def _contexts(self, e: torch.Tensor) -> torch.Tensor:
+    def _contexts(self, e: torch.Tensor, c0: torch.Tensor | None = None) -> torch.Tensor:
         frozen = not any(p.requires_grad for p in self.context_block.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             e = e.detach() if frozen else e
             if self.contexts_mode == "parallel_iterations":
                 steps = self.train_context_iterations if self.training else self.context_iterations
                 return self.context_block.parallel(e, steps)
-            return self.context_block(e)
+            return self.context_block(e, c0)
 
-    def forward(self, ids: torch.Tensor):
-        B, T = ids.shape
+    def forward(self, input_ids: torch.Tensor, state=None, labels: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, documents: str | None = None,
+                use_cache: bool | None = None, return_dict: bool | None = None) -> LMOutput:
+        """input_ids [B,T], ``state`` from the previous call -> ``LMOutput`` (logits [B,T,V], state, loss)."""
+        self.check_plain_input(attention_mask)
+        if self.restarts_documents(documents):
+            logits, state = by_document(self._stream, input_ids, state, self.eos_token_id)
+        else:
+            logits, state = self._stream(input_ids, state)
+        return LMOutput(loss=shifted_loss(logits, labels), logits=logits, state=state)
+
+    def _stream(self, ids: torch.Tensor, state: ContextKVState | None):
+        """One stream per row, continuing ``state``: (logits [B,T,V], ContextKVState)."""
+        T = ids.shape[1]
+        if state is not None and self.contexts_mode == "parallel_iterations":
+            raise ValueError("state: contexts='parallel_iterations' starts every call from random contexts and cannot "
+                             "continue a stream; use contexts='recurrent' to stream or generate")
+        seen = 0 if state is None else state.seen
+        if self.max_stream_tokens is not None and seen + T > self.max_stream_tokens:
+            raise InputTooLong(f"input: positions up to {seen + T} but the GPT-NeoX body takes {self.max_positions} "
+                               "with window=0; give fewer tokens or set a window")
         e = self.embed_in(ids)
-        x = e + self.cache(self.norm(e), self._contexts(e))
+        c = self._contexts(e, None if state is None else state.context)
+        y, kv = self.cache.step(self.norm(e), c, None if state is None else state.kv, seen)
+        x = e + y
         if self.body == "kv_only":  # no attention between tokens: an FFN, then the (tied) embeddings
             x = x + self.ffn(self.ffn_norm(x))
-            return x @ self.embed_in.weight.T, None
-        if self.window:
-            if T % self.window:
-                raise ValueError(f"input length {T} must be a multiple of window {self.window}")
-            x = x.reshape(B * (T // self.window), self.window, -1)
-        logits = self.hf(inputs_embeds=x, use_cache=False).logits
-        return logits.reshape(B, T, -1), None
+            return x @ self.embed_in.weight.T, ContextKVState(c[:, -1], kv, seen=seen + T)
+        plain = PlainCache() if state is None else state.plain
+        logits, plain = neox_stack.run(self.hf, x, self.window, plain, seen)
+        return logits, ContextKVState(c[:, -1], kv, plain, seen + T)
 
 
 class ContextKVLMSpec(Spec):
@@ -139,13 +214,22 @@ class ContextKVLMSpec(Spec):
         "from a random start")
     context_iterations: int = Field(3, ge=1, le=10_000, description="parallel_iterations: in evaluation (004: 3)")
     train_context_iterations: int = Field(18, ge=1, le=10_000, description="parallel_iterations: in training")
+    eos_token_id: int | None = Field(None, ge=0, description="the end-of-document id packed rows are joined by")
+    documents: Literal["separate", "run_together"] = Field(
+        "separate", description="documents in a row start afresh after each eos_token_id (contexts, attention); or "
+        "run together as one stream, contexts crossing them (report 004's)")
 
     @model_validator(mode="after")
     def _consistent(self):
         check_heads(self.hidden_size, self.num_heads)
         if self.embeddings_path:
             load_embeddings(self.embeddings_path, self.vocab_size, self.hidden_size)
+        if self.eos_token_id is not None and self.eos_token_id >= self.vocab_size:
+            raise ValueError(f"eos_token_id ({self.eos_token_id}) must be below vocab_size ({self.vocab_size})")
         return self
 
     def build(self) -> ContextKVLM:
-        return ContextKVLM(**{name: getattr(self, name) for name in type(self).model_fields})
+        return ContextKVLM(ContextKVConfig.from_spec(self))
+
+
+ContextKVConfig.spec_class = ContextKVLMSpec

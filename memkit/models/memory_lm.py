@@ -15,6 +15,7 @@ Axes: B batch, T tokens, S segments, L segment length, D hidden, V vocab.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -22,95 +23,126 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from memkit.blocks.attention import MemoryAttention, MemoryAttentionSpec, MemoryAttentionState
+from memkit.models import neox_stack
+from memkit.models.documents import by_document
+from memkit.models.generation import GenerateMixin, shifted_loss
+from memkit.models.neox_stack import PlainCache
+from memkit.models.pretrained import InputTooLong, LMOutput, SpecConfig, SpecModel
 from memkit.spec import Spec, check_heads
 
 
-class _StateBox:
-    """Carries the memory state into and out of one HF forward call (passed as a kwarg)."""
+@dataclass(frozen=True)
+class MemoryLMState:
+    """What a ``MemoryLM`` carries between calls: ``layer``, the memory layer's ``MemoryAttentionState`` (None for
+    a plain model); ``plain``, the plain layers' keys and values (``PlainCache``: every token so far in
+    ``full`` mode, the open segment's in ``segment`` mode); ``seen``, the tokens of the current document so far
+    (their positions). A bare ``MemoryAttentionState`` (e.g. from ``MemoryBuilder.load``) is accepted as a state
+    with nothing cached."""
 
-    def __init__(self, state, batch_size: int, memory=None):
-        self.state, self.batch_size, self.memory = state, batch_size, memory
+    layer: MemoryAttentionState | None
+    plain: PlainCache = PlainCache()
+    seen: int = 0
+
+    def detach(self) -> "MemoryLMState":
+        return MemoryLMState(None if self.layer is None else self.layer.detach(),
+                             self.plain.map(torch.Tensor.detach), self.seen)
+
+    def select(self, rows: torch.Tensor) -> "MemoryLMState":
+        """The state of the rows ``rows`` (LongTensor) only."""
+        return MemoryLMState(None if self.layer is None else self.layer.select(rows),
+                             self.plain.map(lambda t: t[rows]), self.seen)
+
+
+class _Box:
+    """Carries the memory layer's state into and out of one pass (handed to every layer as ``memkit_box``)."""
+
+    def __init__(self, state, memory=None):
+        self.state, self.memory, self.fold = state, memory, None
 
 
 class _NeoXMemoryAttention(nn.Module):
-    """Adapter: GPT-NeoX calls ``attention(hidden, **kwargs) -> (out, weights)``."""
+    """Adapter: GPT-NeoX calls ``attention(hidden [R,w,D], **kwargs) -> (out, weights)``; the rows of a pass fold
+    back into sequences for the memory layer."""
 
     def __init__(self, block: MemoryAttention):
         super().__init__()
         self.block = block
 
-    def forward(self, hidden_states, memkit_box: _StateBox | None = None, **_):
-        shape = hidden_states.shape
-        B = memkit_box.batch_size if memkit_box is not None else shape[0]
-        x = hidden_states.reshape(B, -1, shape[-1])  # rows of one sequence's segments fold back
-        if memkit_box is None:
-            y, state = self.block(x)
-        else:
-            y, state = self.block(x, memkit_box.state, memory=memkit_box.memory)
-        if memkit_box is not None:
-            memkit_box.state = state
-        return y.reshape(shape), None
+    def forward(self, hidden_states, memkit_box: _Box | None = None, **_):
+        if memkit_box is None:  # called outside MemoryLM: each row one sequence
+            return self.block(hidden_states)[0], None
+        fold = memkit_box.fold
+        y, memkit_box.state = self.block(fold.to_sequences(hidden_states), memkit_box.state, memory=memkit_box.memory)
+        return fold.to_rows(y, hidden_states), None
 
 
-class MemoryLM(nn.Module):
-    """Causal LM: forward(input_ids [B,T], state=None) -> (logits [B,T,V], state).
+class MemkitConfig(SpecConfig):
+    """transformers config of a ``MemoryLM``: the ``MemoryLMSpec`` fields (``config.to_spec()`` gives the spec)."""
 
-    ``state`` is the memory layer's ``MemoryAttentionState`` (None for a plain model).
-    In ``segment`` mode T must be a multiple of the segment length.
+    model_type = "memkit"
+    attribute_map = {"num_hidden_layers": "num_layers", "num_attention_heads": "num_heads"}
+
+
+class MemoryLM(SpecModel, GenerateMixin):
+    """Causal LM: forward(input_ids [B,T], state=None) -> ``LMOutput`` that unpacks as (logits [B,T,V], state).
+
+    A transformers ``PreTrainedModel`` (``save_pretrained``, ``AutoModelForCausalLM.from_pretrained`` after
+    ``import memkit``), built from its spec: ``MemoryLMSpec(...).build()`` or ``MemoryLM(MemkitConfig.from_spec(spec))``.
+    ``state`` (a ``MemoryLMState``) carries everything a sequence fed in pieces needs, so pieces equal one call
+    in both window modes. Documents joined by ``eos_token_id`` in a row start afresh (``documents``).
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        hidden_size: int,
-        num_layers: int,
-        num_heads: int,
-        intermediate_size: int,
-        rotary_pct: float,
-        max_position_embeddings: int,
-        memory_layer: int | None,
-        local_window: str,
-        memory: MemoryAttentionSpec,
-        initializer_range: float = 0.02,
-        memory_init: str = "torch",
-        memory_residual: str = "parallel",
-        hidden_dropout: float = 0.0,
-        attention_dropout: float = 0.0,
-    ):
-        super().__init__()
+    config_class = MemkitConfig
+    _no_split_modules = ["GPTNeoXLayer"]
+
+    def __init__(self, config: MemkitConfig):
+        super().__init__(config)
         from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-        config = GPTNeoXConfig(
-            vocab_size=vocab_size,
-            hidden_size=hidden_size,
-            num_hidden_layers=num_layers,
-            num_attention_heads=num_heads,
-            intermediate_size=intermediate_size,
-            rotary_pct=rotary_pct,
-            max_position_embeddings=max_position_embeddings,
+        spec = config.to_spec()
+        neox = GPTNeoXConfig(
+            vocab_size=spec.vocab_size,
+            hidden_size=spec.hidden_size,
+            num_hidden_layers=spec.num_layers,
+            num_attention_heads=spec.num_heads,
+            intermediate_size=spec.intermediate_size,
+            rotary_pct=spec.rotary_pct,
+            rotary_emb_base=spec.rotary_base,
+            max_position_embeddings=spec.max_position_embeddings,
             use_parallel_residual=True,
             tie_word_embeddings=False,
-            initializer_range=initializer_range,
-            hidden_dropout=hidden_dropout,
-            attention_dropout=attention_dropout,
+            initializer_range=spec.initializer_range,
+            hidden_dropout=spec.hidden_dropout,
+            attention_dropout=spec.attention_dropout,
             attn_implementation="sdpa",
         )
-        self.hf = GPTNeoXForCausalLM(config)
-        self.memory_layer, self.local_window = memory_layer, local_window
-        self.window_len = memory.segment_len  # 'segment' mode: the plain model keeps the memory model's window
-        self.memory: MemoryAttention | None = None
-        if memory_layer is not None:
-            self.memory = memory.build()
-            if memory_init == "neox":
-                for mod in self.memory.modules():
+        self.hf = GPTNeoXForCausalLM(neox)
+        self.memory_layer, self.local_window = spec.memory_layer, spec.local_window
+        self.max_positions, self.documents, self.eos_token_id = (spec.max_position_embeddings, spec.documents,
+                                                                 spec.eos_token_id)
+        self.window_len = spec.memory.segment_len  # 'segment' mode: the plain model keeps the memory model's window
+        if spec.memory_layer is not None:
+            memory = spec.memory.build()
+            if spec.memory_init == "neox":
+                for mod in memory.modules():
                     if isinstance(mod, nn.Linear):
-                        nn.init.normal_(mod.weight, std=initializer_range)
+                        nn.init.normal_(mod.weight, std=spec.initializer_range)
                         if mod.bias is not None:
                             nn.init.zeros_(mod.bias)
-            block = self.hf.gpt_neox.layers[memory_layer]
-            block.attention = _NeoXMemoryAttention(self.memory)
+            block = self.hf.gpt_neox.layers[spec.memory_layer]
+            block.attention = _NeoXMemoryAttention(memory)
             # report 000's memory layer: x + attn(LN x), then + mlp(LN of that), not x + attn + mlp in parallel
-            block.use_parallel_residual = memory_residual == "parallel"
+            block.use_parallel_residual = spec.memory_residual == "parallel"
+            self._mark_initialised(memory)
+        self.post_init()
+
+    @property
+    def memory(self) -> MemoryAttention | None:
+        """The memory layer (None for a plain model). It lives inside the GPT-NeoX stack only, so each weight has
+        one name (``hf.gpt_neox.layers.<i>.attention.block.*``)."""
+        if self.memory_layer is None:
+            return None
+        return self.hf.gpt_neox.layers[self.memory_layer].attention.block
 
     @property
     def segment_len(self) -> int | None:
@@ -120,27 +152,58 @@ class MemoryLM(nn.Module):
             return None if self.memory.segmentation == "whole_call" else self.memory.segment_len
         return self.window_len if self.local_window == "segment" else None
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+    @property
+    def max_stream_tokens(self) -> int | None:
+        """Tokens one stream may hold: positions go on only in full-window mode (else None: no limit)."""
+        if self.local_window == "segment":
+            return None
+        return self.max_positions
+
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not only_trainable)
 
     def memory_nbytes(self) -> int:
         """Memory state bytes per sequence (0 for a plain model)."""
         return self.memory.memory_nbytes() if self.memory is not None else 0
 
-    def forward(self, input_ids: torch.Tensor, state: MemoryAttentionState | None = None, memory=None):
-        """``memory`` forces the memory every segment is written to (see ``MemoryBuilder``)."""
-        B, T = input_ids.shape
-        ids = input_ids
-        if self.local_window == "segment" and self.segment_len:  # whole_call: the call is the window
-            L = self.window_len
-            if T % L:
-                raise ValueError(f"input length {T} must be a multiple of segment_len {L} in 'segment' mode")
-            ids = input_ids.reshape(B * (T // L), L)  # each segment its own row for the plain layers
-        if self.memory is None:
-            return self.hf(ids, use_cache=False).logits.reshape(B, T, -1), None
-        box = _StateBox(state, B, memory)
-        logits = self.hf(ids, use_cache=False, memkit_box=box).logits
-        return logits.reshape(B, T, -1), box.state
+    def get_input_embeddings(self):
+        return self.hf.gpt_neox.embed_in
+
+    def get_output_embeddings(self):
+        return self.hf.lm_head
+
+    def forward(self, input_ids: torch.Tensor, state=None, memory=None, labels: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, documents: str | None = None,
+                use_cache: bool | None = None, return_dict: bool | None = None) -> LMOutput:
+        """input_ids [B,T], ``state`` from the previous call (None: a fresh start) -> ``LMOutput`` (logits [B,T,V],
+        state, loss). ``memory`` forces the memory every segment is written to (``MemoryBuilder``); ``labels``
+        [B,T] gives transformers' shifted loss; ``documents`` overrides the spec's field for this call.
+        ``use_cache`` and ``return_dict`` are accepted for transformers' callers: the state is always returned."""
+        self.check_plain_input(attention_mask)
+        step = lambda ids, st: self._stream(ids, st, memory)  # noqa: E731
+        if self.restarts_documents(documents):
+            logits, state = by_document(step, input_ids, state, self.eos_token_id)
+        else:
+            logits, state = step(input_ids, state)
+        return LMOutput(loss=shifted_loss(logits, labels), logits=logits, state=state)
+
+    def _stream(self, ids: torch.Tensor, state, memory=None):
+        """One stream per row, continuing ``state``: (logits [B,T,V], MemoryLMState)."""
+        T = ids.shape[1]
+        if isinstance(state, MemoryAttentionState):
+            state = MemoryLMState(state, seen=state.pending_k.shape[2])
+        state = state or MemoryLMState(None)
+        window = self.window_len if self.local_window == "segment" else 0
+        plain, seen = state.plain, state.seen
+        if self.local_window == "segment" and self.segment_len is None:  # whole_call: the call is the window
+            window, plain, seen = 0, PlainCache(), 0
+        elif not window and seen + T > self.max_positions:
+            raise InputTooLong(f"input: {seen + T} tokens is longer than max_position_embeddings ({self.max_positions}) "
+                               "in local_window='full' mode; give at most that many (a prompt and its new tokens), or "
+                               "use local_window='segment' (positions restart every segment)")
+        box = _Box(state.layer, memory) if self.memory is not None else None
+        logits, plain = neox_stack.run(self.hf, self.hf.gpt_neox.embed_in(ids), window, plain, seen, box)
+        return logits, MemoryLMState(box.state if box is not None else None, plain, seen + T)
 
 
 class MemoryLMSpec(Spec):
@@ -152,6 +215,7 @@ class MemoryLMSpec(Spec):
     num_heads: int = Field(8, ge=1)
     intermediate_size: int = Field(2048, ge=1)
     rotary_pct: float = Field(0.25, ge=0, le=1)
+    rotary_base: float = Field(10000.0, gt=1, le=1e9, description="rotary base θ of the plain layers")
     max_position_embeddings: int = Field(2048, ge=1)
     memory_layer: int | None = Field(0, ge=0, description="index of the memory layer; None = plain model")
     local_window: Literal["segment", "full"] = Field("full", description="what the plain layers see")
@@ -166,6 +230,10 @@ class MemoryLMSpec(Spec):
         "(report 000's code)")
     hidden_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on each layer's attention and MLP outputs")
     attention_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the plain layers' attention weights")
+    eos_token_id: int | None = Field(None, ge=0, description="the end-of-document id packed rows are joined by")
+    documents: Literal["separate", "run_together"] = Field(
+        "separate", description="documents in a row start afresh after each eos_token_id (memory, pending segment, "
+        "landmark sums, attention, positions); or run together as one stream, memory crossing them (the reports')")
 
     @model_validator(mode="before")
     @classmethod
@@ -187,8 +255,12 @@ class MemoryLMSpec(Spec):
         check_heads(self.hidden_size, self.num_heads)
         if self.memory_layer is not None and self.memory_layer >= self.num_layers:
             raise ValueError(f"memory_layer must be in 0..{self.num_layers - 1}, got {self.memory_layer}")
+        if self.eos_token_id is not None and self.eos_token_id >= self.vocab_size:
+            raise ValueError(f"eos_token_id ({self.eos_token_id}) must be below vocab_size ({self.vocab_size})")
         return self
 
     def build(self) -> MemoryLM:
-        fields = {name: getattr(self, name) for name in type(self).model_fields}
-        return MemoryLM(**fields)
+        return MemoryLM(MemkitConfig.from_spec(self))
+
+
+MemkitConfig.spec_class = MemoryLMSpec

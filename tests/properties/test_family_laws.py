@@ -126,6 +126,7 @@ def every_option(draw, scope=st.sampled_from(["sequence"]), selection_scope=st.s
         "local": draw(st.sampled_from(["softmax", "linear", "linear_clamped"])),
         "key_shift": draw(st.booleans()),
         "rotary_dim": draw(st.sampled_from([0, 2, 4])),
+        "rotary_base": draw(st.sampled_from([10000.0, 500.0])),
         "write_policy": draw(st.sampled_from(["round_robin", "fill", "nearest"])),
         "fill_segments": draw(st.integers(1, 3)),
         "landmark": draw(st.sampled_from(["memory_norm", "memory_norm_normalised", "mean_k", "learned", "hsa",

@@ -29,7 +29,7 @@ def selection_accuracy(model, sources: list[torch.Tensor], queries: list[tuple[i
         with eval_mode(model) as device, layer.sequence_scope():  # the queries write nothing shared
             for _, ids in queries:
                 seen.clear()
-                model(ids.to(device)[None])
+                model(ids.to(device)[None], documents="run_together")  # the layer's input for the whole query
                 w = layer.selection_weights(seen[0], state)  # [1,H,T,N]
                 choices.append(int(w.mean((1, 2))[0].argmax()))
     finally:

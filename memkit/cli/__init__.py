@@ -1,0 +1,33 @@
+"""Command lines for saved models: ``python -m memkit.generate`` (``cli.generate``) and ``python -m memkit.evaluate``
+(``cli.evaluate``). Their code lives here; ``memkit/generate.py`` and ``memkit/evaluate.py`` only run it, so that
+importing them never shadows ``memkit.evaluate`` (the trainer's function). A user's mistake is one line on stderr
+and exit status 2 (``run``)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from memkit.data.corpus import DataError
+from memkit.models.pretrained import CheckpointError, InputTooLong
+from memkit.spec import SpecError
+
+USER_ERRORS = (CheckpointError, InputTooLong, SpecError, DataError)
+
+
+def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> int:
+    """Run a CLI's ``main``: 0, or 2 with ``error: ...`` on stderr for a user's mistake (no traceback)."""
+    try:
+        main(argv)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def quiet_transformers() -> None:
+    """No progress bars or load reports from transformers on a CLI's output."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()

@@ -1,0 +1,60 @@
+"""``python -m memkit.generate DIR --prompt "..."``: print a continuation from a saved model.
+
+DIR is a directory written by ``save_pretrained``: a memkit model, or a GPT-NeoX checkpoint (transformers'
+own ``generate`` then). The text is encoded with the tokenizer.json beside the model (``--tokenizer`` for another),
+or as UTF-8 bytes when there is none. ``--memories`` starts from memories saved by ``MemoryBuilder.save``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from memkit.cli import quiet_transformers, run
+from memkit.data.tokenizer import tokenizer_beside
+from memkit.models.builder import MemoryBuilder
+from memkit.models.loading import load_model
+from memkit.models.pretrained import CheckpointError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m memkit.generate", description=__doc__.splitlines()[0])
+    p.add_argument("dir", help="a saved model's directory")
+    p.add_argument("--prompt", required=True, help="the text to continue")
+    p.add_argument("--max-new-tokens", type=int, default=50)
+    p.add_argument("--sample", action="store_true", help="sample (default: greedy)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=50)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling")
+    p.add_argument("--tokenizer", help="a tokenizer.json (default: the one beside the model, else bytes)")
+    p.add_argument("--memories", help="a memory state saved by MemoryBuilder.save to start from")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    quiet_transformers()
+    model = load_model(args.dir)
+    vocab = model.get_input_embeddings().num_embeddings if hasattr(model, "get_input_embeddings") else None
+    tok = tokenizer_beside(args.dir, args.tokenizer, vocab)
+    ids = torch.tensor([tok.encode(args.prompt)], dtype=torch.long)
+    if ids.numel() == 0:
+        raise CheckpointError("prompt: it encodes to no tokens; give some text")
+    kwargs = dict(max_new_tokens=args.max_new_tokens, do_sample=args.sample, temperature=args.temperature,
+                  top_k=args.top_k, top_p=args.top_p)
+    if getattr(model, "eos_token_id", None) is None:
+        kwargs["eos_token_id"] = tok.eos_id
+    if args.memories:
+        if getattr(model, "memory", None) is None:
+            raise CheckpointError(f"memories: the model in {args.dir!r} has no memory layer to start from them")
+        kwargs["state"] = MemoryBuilder.load(args.memories)
+    torch.manual_seed(args.seed)
+    out = model.generate(ids, **kwargs)
+    print(tok.decode(out[0, ids.shape[1]:].tolist()))
+
+
+def entry() -> None:
+    sys.exit(run(main))
