@@ -207,7 +207,7 @@ def summary(rows: list[dict], key_names: list[str], metrics: list[str], values: 
                                  f"{d['high']:+.3g}, includes 0: these seeds cannot tell them apart)")
         if capped:
             names = "; ".join(f"{_name(r, key_names)} ({r['capped']} of {r['seeds'] - r['failed']} seeds)" for r in capped)
-            parts.append(f"not ranked, still improving at max_epochs (capped): {names}")
+            parts.append(("" if ranked else f"{m}: ") + f"not ranked, still improving at max_epochs (capped): {names}")
         lines.append("; ".join(parts) + ".")
         for r in scored:
             if r.get(f"{m}_bimodal"):

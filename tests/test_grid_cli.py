@@ -71,7 +71,7 @@ def test_two_point_grid_end_to_end(tmp_path):
     md = (out / "results.md").read_text()
     assert md.startswith("Figures come from a test split") and "\n| memories |" in md
     # one epoch at the cap: neither point is ranked, both are named capped
-    assert "not ranked, still improving at max_epochs (capped): memories=1 (1 of 1 seeds); memories=2" in md
+    assert "recall_acc: not ranked, still improving at max_epochs (capped): memories=1 (1 of 1 seeds); memories=2" in md
     assert "epoch 1" in (out / "progress.log").read_text()
     assert (out / "metric_vs_memories.png").stat().st_size > 0 and (out / "learning_curves.png").stat().st_size > 0
     assert "recall_acc" in res.stdout and "memories" in res.stdout  # the printed table
