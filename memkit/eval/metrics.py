@@ -15,15 +15,21 @@ from memkit.models.inference import batch_logits, eval_mode
 IGNORE = -100
 
 
+def at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
+    """Logits in float32 when stored lower (bf16/fp16: a log-softmax over a vocabulary needs it); fp64 stays."""
+    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+
+
 def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Negative log-likelihood per position, [B,T]; 0 where the target is ignored."""
-    nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE, reduction="none")
+    nll = F.cross_entropy(at_least_fp32(logits.flatten(0, 1)), targets.flatten(), ignore_index=IGNORE,
+                          reduction="none")
     return nll.view(targets.shape)
 
 
 def masked_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean NLL over scored positions (the training loss)."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
+    return F.cross_entropy(at_least_fp32(logits.flatten(0, 1)), targets.flatten(), ignore_index=IGNORE)
 
 
 def perplexity(total_nll: float, count: int) -> float:

@@ -34,6 +34,7 @@ from memkit.models.documents import by_document
 from memkit.models.generation import GenerateMixin, shifted_loss
 from memkit.models.neox_stack import PlainCache
 from memkit.models.pretrained import InputTooLong, LMOutput, SpecConfig, SpecModel
+from memkit.ops.cross_entropy import scored_cross_entropy
 from memkit.spec import Spec, check_heads
 
 
@@ -163,17 +164,27 @@ class ContextKVLM(SpecModel, GenerateMixin):
 
     def forward(self, input_ids: torch.Tensor, state=None, labels: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, documents: str | None = None,
-                use_cache: bool | None = None, return_dict: bool | None = None) -> LMOutput:
-        """input_ids [B,T], ``state`` from the previous call -> ``LMOutput`` (logits [B,T,V], state, loss)."""
+                use_cache: bool | None = None, return_dict: bool | None = None,
+                targets: torch.Tensor | None = None) -> LMOutput:
+        """input_ids [B,T], ``state`` from the previous call -> ``LMOutput`` (logits [B,T,V], state, loss).
+        ``targets`` [B,T] (aligned with the logits, -100 = not scored) gives ``loss`` = the mean NLL over the scored
+        positions with the head computed only there, and no ``logits`` (the training path)."""
         self.check_plain_input(attention_mask)
         if self.restarts_documents(documents):
-            logits, state = by_document(self._stream, input_ids, state, self.eos_token_id)
+            hidden, state = by_document(self._stream, input_ids, state, self.eos_token_id)
         else:
-            logits, state = self._stream(input_ids, state)
+            hidden, state = self._stream(input_ids, state)
+        if targets is not None:
+            return LMOutput(loss=scored_cross_entropy(hidden, targets, self._head), state=state)
+        logits = self._head(hidden)
         return LMOutput(loss=shifted_loss(logits, labels), logits=logits, state=state)
 
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[...,D] -> [...,V]: GPT-NeoX's head, or the tied embeddings without a body (004)."""
+        return hidden @ self.embed_in.weight.T if self.body == "kv_only" else self.hf.lm_head(hidden)
+
     def _stream(self, ids: torch.Tensor, state: ContextKVState | None):
-        """One stream per row, continuing ``state``: (logits [B,T,V], ContextKVState)."""
+        """One stream per row, continuing ``state``: (hidden [B,T,D] before the head, ContextKVState)."""
         T = ids.shape[1]
         if state is not None and self.contexts_mode == "parallel_iterations":
             raise ValueError("state: contexts='parallel_iterations' starts every call from random contexts and cannot "
@@ -188,10 +199,10 @@ class ContextKVLM(SpecModel, GenerateMixin):
         x = e + y
         if self.body == "kv_only":  # no attention between tokens: an FFN, then the (tied) embeddings
             x = x + self.ffn(self.ffn_norm(x))
-            return x @ self.embed_in.weight.T, ContextKVState(c[:, -1], kv, seen=seen + T)
+            return x, ContextKVState(c[:, -1], kv, seen=seen + T)
         plain = PlainCache() if state is None else state.plain
-        logits, plain = neox_stack.run(self.hf, x, self.window, plain, seen)
-        return logits, ContextKVState(c[:, -1], kv, plain, seen + T)
+        hidden, plain = neox_stack.run(self.hf, x, self.window, plain, seen)
+        return hidden, ContextKVState(c[:, -1], kv, plain, seen + T)
 
 
 class ContextKVLMSpec(Spec):

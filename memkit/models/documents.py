@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-Step = Callable[[torch.Tensor, object], tuple[torch.Tensor, object]]  # (ids [R,M], state) -> (logits, state)
+Step = Callable[[torch.Tensor, object], tuple[torch.Tensor, object]]  # (ids [R,M], state) -> (outputs [R,M,F], state)
 
 
 def pieces(ids: torch.Tensor, eos_id: int) -> list[list[tuple[int, int]]]:
@@ -40,8 +40,8 @@ def pieces(ids: torch.Tensor, eos_id: int) -> list[list[tuple[int, int]]]:
 
 
 def by_document(step: Step, ids: torch.Tensor, state, eos_id: int):
-    """The model's streaming ``step`` run document by document: (logits [B,T,V], state or None; see the module
-    docstring). ``state`` continues each row's first document; the others start from a fresh state."""
+    """The model's streaming ``step`` run document by document: (its per-token outputs [B,T,F] (logits, or hidden
+    states before the head), state or None; see the module docstring). ``state`` continues each row's first document; the others start from a fresh state."""
     B, T = ids.shape
     rows = pieces(ids, eos_id)
     if all(len(r) == 1 for r in rows):  # no boundary: the call as it is

@@ -28,6 +28,7 @@ from memkit.models.documents import by_document
 from memkit.models.generation import GenerateMixin, shifted_loss
 from memkit.models.neox_stack import PlainCache
 from memkit.models.pretrained import InputTooLong, LMOutput, SpecConfig, SpecModel
+from memkit.ops.cross_entropy import scored_cross_entropy
 from memkit.spec import Spec, check_heads
 
 
@@ -174,21 +175,27 @@ class MemoryLM(SpecModel, GenerateMixin):
 
     def forward(self, input_ids: torch.Tensor, state=None, memory=None, labels: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, documents: str | None = None,
-                use_cache: bool | None = None, return_dict: bool | None = None) -> LMOutput:
+                use_cache: bool | None = None, return_dict: bool | None = None,
+                targets: torch.Tensor | None = None) -> LMOutput:
         """input_ids [B,T], ``state`` from the previous call (None: a fresh start) -> ``LMOutput`` (logits [B,T,V],
         state, loss). ``memory`` forces the memory every segment is written to (``MemoryBuilder``); ``labels``
         [B,T] gives transformers' shifted loss; ``documents`` overrides the spec's field for this call.
+        ``targets`` [B,T] (memkit's, aligned with the logits, -100 = not scored) gives ``loss`` = the mean NLL over
+        the scored positions with the head computed only there, and no ``logits`` (the training path).
         ``use_cache`` and ``return_dict`` are accepted for transformers' callers: the state is always returned."""
         self.check_plain_input(attention_mask)
         step = lambda ids, st: self._stream(ids, st, memory)  # noqa: E731
         if self.restarts_documents(documents):
-            logits, state = by_document(step, input_ids, state, self.eos_token_id)
+            hidden, state = by_document(step, input_ids, state, self.eos_token_id)
         else:
-            logits, state = step(input_ids, state)
+            hidden, state = step(input_ids, state)
+        if targets is not None:
+            return LMOutput(loss=scored_cross_entropy(hidden, targets, self.hf.lm_head), state=state)
+        logits = self.hf.lm_head(hidden)
         return LMOutput(loss=shifted_loss(logits, labels), logits=logits, state=state)
 
     def _stream(self, ids: torch.Tensor, state, memory=None):
-        """One stream per row, continuing ``state``: (logits [B,T,V], MemoryLMState)."""
+        """One stream per row, continuing ``state``: (final-norm hidden [B,T,D], MemoryLMState)."""
         T = ids.shape[1]
         if isinstance(state, MemoryAttentionState):
             state = MemoryLMState(state, seen=state.pending_k.shape[2])
@@ -202,8 +209,8 @@ class MemoryLM(SpecModel, GenerateMixin):
                                "in local_window='full' mode; give at most that many (a prompt and its new tokens), or "
                                "use local_window='segment' (positions restart every segment)")
         box = _Box(state.layer, memory) if self.memory is not None else None
-        logits, plain = neox_stack.run(self.hf, self.hf.gpt_neox.embed_in(ids), window, plain, seen, box)
-        return logits, MemoryLMState(box.state if box is not None else None, plain, seen + T)
+        hidden, plain = neox_stack.run(self.hf, self.hf.gpt_neox.embed_in(ids), window, plain, seen, box)
+        return hidden, MemoryLMState(box.state if box is not None else None, plain, seen + T)
 
 
 class MemoryLMSpec(Spec):

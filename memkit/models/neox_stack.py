@@ -1,7 +1,8 @@
 """GPT-NeoX's layers run over windows, with a key/value cache of their own.
 
 transformers' ``GPTNeoXModel.forward`` takes one input with positions 0..T−1. memkit's models need two more
-things, so ``run`` calls GPT-NeoX's pieces (rotary, layers, final norm, head) itself:
+things, so ``run`` calls GPT-NeoX's pieces (rotary, layers, final norm) itself and
+leaves the head to the model:
 
 - ``window`` > 0: every plain layer sees one window of tokens at a time (the memory layer's segments, or
   ContextKVLM's windows): each window is its own row with positions 0..window−1;
@@ -78,7 +79,8 @@ class Fold:
 
 
 def run(hf, x: torch.Tensor, window: int, past: PlainCache, seen: int, box=None) -> tuple[torch.Tensor, PlainCache]:
-    """x [B,T,D] (input embeddings) -> (logits [B,T,V], the cache after this call).
+    """x [B,T,D] (input embeddings) -> (final-norm hidden states [B,T,D], the cache after this call); the caller
+    applies ``hf.lm_head`` (everywhere, or only where a target is scored).
 
     ``hf``: a ``GPTNeoXForCausalLM``; ``seen``: tokens before this call (positions in full mode, the offset in
     the open window in window mode); ``past``: their cache; ``box``: handed to every layer as ``memkit_box``
@@ -86,8 +88,7 @@ def run(hf, x: torch.Tensor, window: int, past: PlainCache, seen: int, box=None)
     B, T, D = x.shape
     x = hf.gpt_neox.emb_dropout(x)
     if not window:
-        h, cache = _pass(hf, x, seen, past, box, Fold(B, T))
-        return hf.lm_head(h), cache
+        return _pass(hf, x, seen, past, box, Fold(B, T))
     outs, offset = [], seen % window
     if offset:  # finish the open window: its tokens so far are in the cache
         n = min(window - offset, T)
@@ -103,7 +104,7 @@ def run(hf, x: torch.Tensor, window: int, past: PlainCache, seen: int, box=None)
         outs.append(h.reshape(B, S * w, -1)[:, :n])
         last = n - (S - 1) * window  # tokens in the last window
         past = PlainCache() if last == window else cache.map(lambda t: t[S - 1 :: S, :, :last])
-    return hf.lm_head(torch.cat(outs, dim=1)), past
+    return torch.cat(outs, dim=1), past
 
 
 def _pass(hf, x: torch.Tensor, start: int, past: PlainCache, box, fold: Fold):

@@ -14,6 +14,7 @@ weight decay: public Infini-attention ports saw gates stuck at 0.5 without this.
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import math
 import random
@@ -64,6 +65,9 @@ class TrainSpec(Spec):
     grad_accumulation: int = Field(1, ge=1, le=1024, description="micro-batches per optimiser step (batch_size is "
                                    "the step's batch)")
     compile_model: bool = Field(False, description="torch.compile the whole model before training")
+    loss_at: Literal["scored", "every_position"] = Field(
+        "scored", description="the head and its log-softmax only at scored positions, chunked (models taking "
+        "targets=: memkit's); or logits at every position, then the masked loss (the plain reference)")
     param_groups: Literal["gates_apart", "one_group"] = Field(
         "gates_apart", description="gates with their own lr and no weight decay, biases and norms undecayed; or one "
         "group, weight decay on everything (gates too) at one lr (the reports')")
@@ -269,6 +273,7 @@ def train(
         torch.cuda.reset_peak_memory_stats(device)
     opt = torch.optim.AdamW(param_groups(model, spec), fused=device.type == "cuda")
     forward = torch.compile(model) if spec.compile_model else model
+    scored_path = spec.loss_at == "scored" and "targets" in inspect.signature(model.forward).parameters
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16")
     base_lrs = [g["lr"] for g in opt.param_groups]
     ids, targets = draw(1) if draw is not None else train_data
@@ -305,10 +310,13 @@ def train(
             step_nll = 0.0
             for xs, ys in zip(x.chunk(spec.grad_accumulation), y.chunk(spec.grad_accumulation)):
                 with autocast:
-                    logits, _ = forward(xs)
+                    if scored_path:
+                        loss = forward(xs, targets=ys).loss  # 0, with a graph, when nothing is scored here
+                    else:
+                        logits, _ = forward(xs)
+                        loss = masked_loss(logits, ys) if (ys != -100).any() else logits.sum() * 0.0
                 # each micro-batch's mean NLL, weighted by its share of the step's scored tokens
-                share = int((ys != -100).sum()) / max(k, 1)
-                loss = masked_loss(logits, ys) * share if share else logits.sum() * 0.0  # nothing scored here
+                loss = loss * (int((ys != -100).sum()) / max(k, 1))
                 loss.backward()
                 step_nll += float(loss.detach())
             torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
