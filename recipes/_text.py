@@ -285,14 +285,18 @@ def _selection(spec: TextTrialSpec, model, data) -> dict:
 
 
 def fmt_pm(rows: list[dict], metric: str, digits: int | str = 1) -> list[str]:
-    """'mean ± std' cells of one metric for each aggregated grid row; ``digits``: decimals, or a format
-    spec for the mean (e.g. "+,.0f")."""
+    """'mean [low, high]' cells (the 95% bootstrap interval over seeds, as the grid gives it; 'mean ± std' for rows
+    without one) of one metric for each aggregated grid row; ``digits``: decimals, or a format spec for the mean
+    (e.g. "+,.0f")."""
     spec = f".{digits}f" if isinstance(digits, int) else digits
     cells = []
     for r in rows:
         mean, std = r.get(f"{metric}_mean"), r.get(f"{metric}_std")
+        lo, hi = r.get(f"{metric}_lo"), r.get(f"{metric}_hi")
         if mean is None:
             cells.append("")
+        elif r.get("seeds", 1) > 1 and lo is not None and hi is not None:
+            cells.append(f"{mean:{spec}} [{lo:{spec}}, {hi:{spec}}]")
         elif r.get("seeds", 1) > 1 and std is not None:
             cells.append(f"{mean:{spec}} ± {std:{spec.lstrip('+')}}")
         else:

@@ -132,7 +132,7 @@ CLAIMS = [
 
 
 def report(rows: list[dict], names: list[str], spec: DesignsSpec) -> str:
-    """Reports 002/003's tables with the arms side by side (mean ± std over seeds), their claims checked
+    """Reports 002/003's tables with the arms side by side (mean and 95% interval over seeds), their claims checked
     in each arm, then each arm's position-wise perplexity and the recall tasks (careful arm)."""
     out = [side_by_side("Summary", rows, "design", [("Best PPL", "val_ppl", 1), ("Best epoch", "best_epoch", 1),
                                                     ("s/epoch", "sec_per_epoch", 1)])]

@@ -34,7 +34,7 @@ def test_side_by_side_and_claims_put_the_arms_in_columns():
             row("single", "careful", 15.0, 14.0, 16.0), row("hierarchical", "careful", 14.5, 14.0, 15.0)]
     text = side_by_side("Summary", rows, "design", [("Best PPL", "val_ppl", 1)])
     assert "| design | Best PPL (as run) | Best PPL (careful) | capped (as run) | capped (careful) |" in text
-    assert "| hierarchical | 10.0 ± 1.0 | 14.5 ± 1.0 | 2/3 | 0/3 |" in text
+    assert "| hierarchical | 10.0 [9.0, 11.0] | 14.5 [14.0, 15.0] | 2/3 | 0/3 |" in text
     claim = Claim("hierarchical beats single", "x", lambda r: lower(r, "val_ppl", "hierarchical", "single"))
     text = claims_table([claim], rows, "design")
     assert "hierarchical 10.0 vs single 20.0: **not ranked: trials capped while improving**" in text
