@@ -35,6 +35,9 @@ def test_side_by_side_and_claims_put_the_arms_in_columns():
     text = side_by_side("Summary", rows, "design", [("Best PPL", "val_ppl", 1)])
     assert "| design | Best PPL (as run) | Best PPL (careful) | capped (as run) | capped (careful) |" in text
     assert "| hierarchical | 10.0 [9.0, 11.0] | 14.5 [14.0, 15.0] | 2/3 | 0/3 |" in text
+    same = [row("single", "as_run", 7.0, 7.0, 7.0), {**row("hierarchical", "as_run", 9.0, None, None), "val_ppl_std": 0.5}]
+    text = side_by_side("Params", same, "design", [("Params", "val_ppl", 0)])
+    assert "| single | 7 |" in text and "| hierarchical | 9 ± 0 |" in text  # one value at every seed; no interval
     claim = Claim("hierarchical beats single", "x", lambda r: lower(r, "val_ppl", "hierarchical", "single"))
     text = claims_table([claim], rows, "design")
     assert "hierarchical 10.0 vs single 20.0: **not ranked: trials capped while improving**" in text
