@@ -14,14 +14,15 @@ custom-model recipe: it registers the model types ``memkit`` and ``memkit_contex
 and ``AutoModelForCausalLM`` (``memkit.models.register``), so a saved model loads through the Auto classes.
 """
 
-from memkit import blocks, data, eval, models, training
+from memkit import blocks, data, eval, models, ops, training
 from memkit.blocks import *  # noqa: F403
 from memkit.data import *  # noqa: F403
 from memkit.eval import *  # noqa: F403
 from memkit.models import *  # noqa: F403
+from memkit.ops import *  # noqa: F403
 from memkit.spec import Spec, SpecError
 from memkit.training import *  # noqa: F403
 
 models.register()  # the one import-time side effect (see above)
 
-__all__ = ["Spec", "SpecError", *blocks.__all__, *models.__all__, *data.__all__, *eval.__all__, *training.__all__]
+__all__ = ["Spec", "SpecError", *ops.__all__, *blocks.__all__, *models.__all__, *data.__all__, *eval.__all__, *training.__all__]

@@ -1,2 +1,7 @@
 """Pure tensor functions of the memory maths: ``memory`` (batched reads and writes, local attention)
-beside ``naive`` (per-token loops, the reference every fast path is tested against)."""
+beside ``naive`` (per-token loops, the reference every fast path is tested against); ``cross_entropy``: the
+loss at scored positions only (its reference is ``memkit.eval.metrics.masked_loss``)."""
+
+from memkit.ops.cross_entropy import scored_cross_entropy
+
+__all__ = ["scored_cross_entropy"]
