@@ -46,7 +46,7 @@ class GenerateOutput(ModelOutput):
 
 def warp(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float) -> torch.Tensor:
     """Sampling's logit processors, in transformers' order: temperature, top-k, top-p. [B,V] -> [B,V]."""
-    out = logits
+    out = logits / temperature
     if top_k:
         kth = out.topk(min(top_k, out.shape[-1]), dim=-1).values[:, -1:]
         out = out.masked_fill(out < kth, -float("inf"))
