@@ -123,3 +123,56 @@ def test_full_window_prompt_longer_than_the_positions_is_one_clear_error():
     with pytest.raises(InputTooLong, match="local_window='segment'"):
         model(torch.randint(0, V, (1, 65)))
     memory_model("segment").generate(torch.randint(0, V, (1, 70)), max_new_tokens=2)  # segments restart positions
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, None, 0.9), (0.7, None, 0.5), (1.3, 5, 1.0),
+                                                        (0.5, 10, 0.8), (2.0, 3, 0.3), (1.0, None, 1e-6)])
+def test_warp_equals_transformers_logit_warpers(temperature, top_k, top_p):
+    """Temperature, top-k and top-p as transformers' own warpers, in their order, on random logits."""
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    from memkit.models.generation import warp
+
+    logits = torch.randn(6, 40, generator=torch.Generator().manual_seed(7)) * 2
+    expected = TemperatureLogitsWarper(temperature)(None, logits)
+    if top_k:
+        expected = TopKLogitsWarper(top_k)(None, expected)
+    if top_p < 1.0:
+        expected = TopPLogitsWarper(top_p)(None, expected)
+    got = warp(logits, temperature, top_k, top_p)
+    assert torch.equal(torch.isfinite(got), torch.isfinite(expected))
+    torch.testing.assert_close(got, expected)
+
+
+def test_a_tiny_top_p_keeps_the_argmax_only():
+    from memkit.models.generation import warp
+
+    logits = torch.randn(5, 30, generator=torch.Generator().manual_seed(2))
+    kept = torch.isfinite(warp(logits, 1.0, None, 1e-6))
+    assert torch.equal(kept, torch.nn.functional.one_hot(logits.argmax(-1), 30).bool())
+
+
+@pytest.mark.parametrize("bad, words", [(dict(temperature=0.0), "temperature > 0"),
+                                        (dict(temperature=-1.0), "temperature > 0"),
+                                        (dict(top_k=-1), "top_k >= 0")])
+def test_bad_sampling_arguments_are_a_value_error(bad, words):
+    model = memory_model(num_memories=2)
+    with pytest.raises(ValueError, match=words):
+        model.generate(torch.randint(0, V, (1, 5)), max_new_tokens=2, do_sample=True, **bad)
+
+
+def test_full_window_generation_may_fill_the_positions_exactly():
+    """The last new token is never fed: a prompt of P takes up to 64 - P + 1 new tokens with 64 positions."""
+    model = memory_model("full")  # max_position_embeddings 64
+    assert model.generate(torch.randint(0, V, (1, 60)), max_new_tokens=5).shape == (1, 65)
+    assert model.generate(torch.randint(0, V, (1, 64)), max_new_tokens=1).shape == (1, 65)
+    with pytest.raises(InputTooLong, match="at most 5 new tokens"):
+        model.generate(torch.randint(0, V, (1, 60)), max_new_tokens=6)
+
+
+def test_generate_leaves_the_models_mode_as_it_was():
+    model = memory_model(num_memories=2).train()
+    model.generate(torch.randint(0, V, (1, 5)), max_new_tokens=3)
+    assert model.training and all(m.training for m in model.modules())
+    model.eval().generate(torch.randint(0, V, (1, 5)), max_new_tokens=3)
+    assert not model.training
