@@ -77,3 +77,23 @@ def test_rows_ending_together_return_a_fresh_state_and_line_up_otherwise():
     assert state.seen == 5  # both rows are 5 tokens into their last document
     more = torch.randint(0, EOS, (2, 3))
     torch.testing.assert_close(model(more, state)[0], model(torch.cat((lined[:, 3:], more), 1))[0][:, 5:])
+
+
+@pytest.mark.parametrize("make", [pytest.param(lambda: memory_model("segment", num_memories=2), id="memory"),
+                                  pytest.param(lambda: context_model(**CONTEXT_OPTIONS[0]), id="context")])
+def test_a_calls_documents_argument_overrides_the_models(make):
+    """``documents=`` on one call runs that call as asked, whatever the model was built with, both ways."""
+    model = with_eos(make)
+    packed = torch.cat(ROWS[0])[None]
+    separate, state = model(packed)
+    assert state.seen == 6  # the last document's tokens
+    model.documents = "run_together"
+    together, state = model(packed)
+    assert not torch.allclose(together[:, 12:], separate[:, 12:]) and state.seen == 18
+    overridden, state = model(packed, documents="separate")
+    torch.testing.assert_close(overridden, separate, rtol=0, atol=0)
+    assert state.seen == 6
+    model.documents = "separate"
+    crossed, state = model(packed, documents="run_together")
+    torch.testing.assert_close(crossed, together, rtol=0, atol=0)
+    assert state.seen == 18

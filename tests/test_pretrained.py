@@ -92,3 +92,32 @@ def test_import_memkit_registers_the_model_types():
 
     assert CONFIG_MAPPING["memkit"] is memkit.MemkitConfig
     assert CONFIG_MAPPING["memkit_context_kv"] is memkit.ContextKVConfig
+
+
+def test_a_config_from_some_fields_holds_the_specs_defaults_for_the_others():
+    """Fields not given take the spec's defaults, in the config and in ``to_spec()``."""
+    config = MemkitConfig(vocab_size=40, hidden_size=16)
+    spec = MemoryLMSpec.create(vocab_size=40, hidden_size=16)
+    assert config.to_spec() == spec and spec.num_layers == 6 and config.num_layers == 6
+    assert config.memory == spec.memory.model_dump() and config.documents == "separate"
+    context = memkit.ContextKVConfig(vocab_size=40)
+    assert context.to_spec() == ContextKVLMSpec.create(vocab_size=40)
+
+
+@pytest.mark.parametrize("spec", [MemoryLMSpec.create(**SMALL, memory=dict(segment_len=4)),
+                                  ContextKVLMSpec.create(**{k: v for k, v in SMALL.items()
+                                                            if k != "max_position_embeddings"},
+                                                         context=dict(context_dim=6, interval=2, max_contexts=3))],
+                         ids=["memory", "context"])
+def test_a_padded_attention_mask_is_a_clear_error_and_all_ones_is_accepted(spec):
+    torch.manual_seed(0)
+    model = spec.build().eval()
+    x = torch.randint(0, 40, (2, 6))
+    mask = torch.ones_like(x)
+    torch.testing.assert_close(model(x, attention_mask=mask)[0], model(x)[0], rtol=0, atol=0)
+    assert model.generate(x, max_new_tokens=2, attention_mask=mask).shape == (2, 8)
+    mask[1, :2] = 0  # left padding
+    with pytest.raises(ValueError, match="attention_mask: memkit models take unpadded inputs"):
+        model(x, attention_mask=mask)
+    with pytest.raises(ValueError, match="attention_mask: memkit models take unpadded inputs"):
+        model.generate(x, max_new_tokens=2, attention_mask=mask)
