@@ -97,3 +97,16 @@ def test_a_calls_documents_argument_overrides_the_models(make):
     crossed, state = model(packed, documents="run_together")
     torch.testing.assert_close(crossed, together, rtol=0, atol=0)
     assert state.seen == 18
+
+
+def test_rows_that_all_end_a_document_return_no_state_even_when_their_documents_line_up():
+    """Every row ends with the end-of-document id: what comes next is a new document, so the state is None (a fresh
+    start), not the state of the documents just ended, however long they are."""
+    from memkit.models.documents import pieces
+
+    model = with_eos(lambda: memory_model("segment", num_memories=2))
+    ended = torch.stack([torch.cat((doc(3, 1), doc(5, 2))), torch.cat((doc(3, 3), doc(5, 4)))])
+    assert model(ended)[1] is None
+    assert model(ended[:1])[1] is None  # one row too
+    assert model(doc(6, 5)[None])[1] is None  # a row that is one ended document
+    assert pieces(ended, EOS) == [[(0, 3), (3, 8), (8, 8)]] * 2  # the last document is the empty one
