@@ -9,11 +9,16 @@ from memkit import CheckpointError, MemoryAttentionSpec, SpecError, retrofit
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A tiny random GPT-NeoX saved as a checkpoint: rotary on half of each head, a base that is not 10,000."""
+    """A tiny random GPT-NeoX saved as a checkpoint: rotary on half of each head, a base that is not 10,000, random
+    biases."""
     torch.manual_seed(0)
     config = GPTNeoXConfig(vocab_size=50, hidden_size=32, num_attention_heads=4, num_hidden_layers=3,
                            intermediate_size=64, rotary_pct=0.5, rotary_emb_base=500, max_position_embeddings=128)
     model = GPTNeoXForCausalLM(config).eval()
+    with torch.no_grad():  # GPT-NeoX starts its biases at 0: random ones show how each is laid out
+        for name, p in model.named_parameters():
+            if name.endswith(".bias"):
+                p.normal_(0, 0.5)
     path = tmp_path_factory.mktemp("neox")
     model.save_pretrained(path)
     return path, model
@@ -47,6 +52,36 @@ def test_bad_checkpoints_and_layers_are_one_clear_error(checkpoint, tmp_path):
         retrofit(gpt2)
     with pytest.raises(SpecError, match=r"memory_layer must be in 0\.\.2, got 3"):
         retrofit(path, memory_layer=3)
+
+
+
+@pytest.mark.parametrize("odd", [dict(use_parallel_residual=False), dict(hidden_act="relu"),
+                                 dict(tie_word_embeddings=True), dict(layer_norm_eps=1e-6)])
+def test_a_neox_memkit_cannot_rebuild_is_refused(odd):
+    """memkit's GPT-NeoX is built one way (parallel residual, untied head, gelu, eps 1e-5): other checkpoints
+    would not compute what they did, so retrofit says so."""
+    config = GPTNeoXConfig(vocab_size=20, hidden_size=8, num_attention_heads=2, num_hidden_layers=1,
+                           intermediate_size=16, **odd)
+    (key, value), = odd.items()
+    with pytest.raises(CheckpointError, match=f"this GPT-NeoX has {{'{key}': {value!r}}}"):
+        retrofit(GPTNeoXForCausalLM(config))
+
+
+def test_the_retrofitted_model_is_in_the_mode_of_the_given_one(checkpoint):
+    _, neox = checkpoint
+    try:
+        assert retrofit(neox.train(), memory=dict(segment_len=8)).training
+        assert not retrofit(neox.eval(), memory=dict(segment_len=8)).training
+    finally:
+        neox.eval()
+
+
+def test_a_module_that_is_not_gpt_neox_is_one_clear_error():
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=20, n_positions=16))
+    with pytest.raises(CheckpointError, match=r"got a GPT2LMHeadModel; it takes a GPT-NeoX model"):
+        retrofit(gpt2)
+    with pytest.raises(CheckpointError, match=r"got a Linear"):
+        retrofit(torch.nn.Linear(2, 2))
 
 
 @pytest.mark.slow
