@@ -51,6 +51,59 @@ def test_generate_prints_the_models_continuation_with_bytes_or_the_tokenizer_bes
     assert lines(capsys)[0] == expected + "\n"
 
 
+def generate(capsys, *argv):
+    assert run(generate_cli.main, [str(a) for a in argv]) == 0
+    return lines(capsys)[0]
+
+
+def test_generate_samples_with_its_seed_and_top_p(tmp_path, capsys):
+    """--sample draws with --seed (the same twice, another seed another text); a tiny --top-p keeps the argmax."""
+    saved(tmp_path / "m")
+    args = [tmp_path / "m", "--prompt", "the river", "--max-new-tokens", "12"]
+    greedy = generate(capsys, *args)
+    first = generate(capsys, *args, "--sample", "--seed", "1")
+    assert generate(capsys, *args, "--sample", "--seed", "1") == first
+    assert generate(capsys, *args, "--sample", "--seed", "2") != first
+    assert first != greedy  # an untrained model is nearly flat: sampling leaves the argmax path
+    assert generate(capsys, *args, "--sample", "--seed", "1", "--top-p", "1e-6") == greedy
+
+
+def test_generate_stops_at_the_tokenizers_end_of_document_id(tmp_path, capsys):
+    """A hand-made model whose next token depends on the last one only: 'a' is followed by the end-of-document
+    id (256), that by 'b', any other byte by 'a'. A model saved without an eos_token_id stops at the tokenizer's."""
+    model = saved(tmp_path / "scratch")
+    assert model.eos_token_id is None
+    with torch.no_grad():
+        for layer in model.hf.gpt_neox.layers:  # every layer adds nothing: the last hidden state is the embedding's
+            for out in (layer.mlp.dense_4h_to_h, getattr(layer.attention, "dense", None) or layer.attention.block.out):
+                out.weight.zero_()
+                out.bias.zero_()
+        embed, head = model.hf.gpt_neox.embed_in.weight, model.hf.lm_head.weight
+        one_hot = torch.eye(16)
+        embed.copy_(one_hot[2].expand_as(embed))
+        embed[ord("a")], embed[256] = one_hot[0], one_hot[1]
+        normed = model.hf.gpt_neox.final_layer_norm(one_hot[:3])
+        head.zero_()
+        head[256], head[ord("b")], head[ord("a")] = normed[0], normed[1], normed[2]
+    model.save_pretrained(tmp_path / "m")
+    assert model.generate(torch.tensor([[ord("x")]]), max_new_tokens=6, eos_token_id=[])[0, 1:].tolist() == \
+        [ord("a"), 256, ord("b"), ord("a"), 256, ord("b")]  # the model as made
+    assert generate(capsys, tmp_path / "m", "--prompt", "x", "--max-new-tokens", "6") == "a\n"
+
+
+def test_generate_starts_from_prebuilt_memories(tmp_path, capsys):
+    model = saved(tmp_path / "m")
+    state = memkit.MemoryBuilder(model).build(["the miller counts sacks of grain by the river", "def f(x): return x"])
+    memkit.MemoryBuilder.save(state, tmp_path / "memories.pt")
+    args = [tmp_path / "m", "--prompt", "the river", "--max-new-tokens", "12"]
+    plain = generate(capsys, *args)
+    with_memories = generate(capsys, *args, "--memories", tmp_path / "memories.pt")
+    assert with_memories != plain
+    ids = torch.tensor([list(b"the river")])
+    out = model.generate(ids, max_new_tokens=12, eos_token_id=256, state=memkit.MemoryBuilder.load(tmp_path / "memories.pt"))
+    assert with_memories == ByteTokenizer().decode(out[0, 9:].tolist()) + "\n"
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     saved(tmp_path / "full", max_position_embeddings=16)
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=20, n_positions=16)).save_pretrained(
@@ -66,6 +119,30 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         assert run(cli.main, argv) == 2
         out, err = lines(capsys)
         assert err.startswith("error: ") and words in err and err.count("\n") == 1, err
+
+
+def test_evaluate_refuses_a_task_the_model_has_no_ids_for_and_set_on_a_text_task(tmp_path, capsys):
+    """A task or tokenizer with more token ids than the model's vocabulary, and --set on ppl or position (they have
+    no fields), are each one line and exit status 2."""
+    source = tmp_path / "text.txt"
+    source.write_text(TEXT)
+    saved(tmp_path / "small", vocab=30)
+    saved(tmp_path / "bytes")
+    lines(capsys)  # saving's own output
+    text = ["--source", str(source), "--seq-len", "16", "--val-samples", "4", "--tokenizer", "bytes"]
+    cases = [([tmp_path / "small", "--task", "passkey", "--set", "num_val=2"],
+              "the passkey task uses 37 token ids but the model's vocabulary has 30"),
+             ([tmp_path / "small", "--task", "mqar", "--set", "num_val=2"],
+              "the MQAR task uses 193 token ids but the model's vocabulary has 30"),
+             ([tmp_path / "small", "--task", "ppl", *text], "the tokenizer uses 257 token ids but the model's "
+                                                            "vocabulary has 30"),
+             ([tmp_path / "bytes", "--task", "ppl", "--set", "seq_len=8", *text], "--set: the ppl task has no fields"),
+             ([tmp_path / "bytes", "--task", "position", "--set", "seq_len=8", *text],
+              "--set: the position task has no fields")]
+    for argv, words in cases:
+        assert run(evaluate_cli.main, [str(a) for a in argv]) == 2
+        out, err = lines(capsys)
+        assert out == "" and err.startswith("error: ") and words in err and err.count("\n") == 1, err
 
 
 def test_evaluate_prints_the_recipes_figures_for_a_saved_model_and_for_a_neox_baseline(tmp_path, capsys):
