@@ -97,3 +97,23 @@ def test_training_on_the_scored_path_follows_the_every_position_run():
     for a, b in zip(runs["scored"], runs["every_position"]):
         for key in ("train_loss", "val_loss"):
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (key, a, b)
+
+
+@pytest.mark.parametrize("chunk_rows", [0, -3])
+def test_chunk_rows_below_one_is_a_value_error(chunk_rows):
+    hidden, y = torch.randn(1, 4, 8), torch.zeros(1, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        scored_cross_entropy(hidden, y, nn.Linear(8, 5), chunk_rows=chunk_rows)
+
+
+@pytest.mark.parametrize("chunk_rows", [3, 4096])
+def test_bf16_logits_are_scored_in_float32_as_the_masked_loss(chunk_rows):
+    """bf16 hidden states and head: the log-softmax of the bf16 logits runs in float32, as ``masked_loss``'s."""
+    torch.manual_seed(0)
+    head = nn.Linear(16, 50).bfloat16()
+    hidden = (torch.randn(2, 9, 16) * 3).bfloat16()
+    y = targets_like(hidden[..., 0], 0.7, 2, 50)
+    got = scored_cross_entropy(hidden, y, head, chunk_rows=chunk_rows)
+    want = masked_loss(head(hidden), y)
+    assert want.dtype == got.dtype == torch.float32
+    torch.testing.assert_close(got.float(), want, rtol=1e-6, atol=1e-6)  # bf16's own log-softmax is ~0.03 off
