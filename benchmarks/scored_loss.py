@@ -4,8 +4,9 @@ position (``"every_position"``), in one run, steps interleaved.
     python benchmarks/scored_loss.py                     # pythia70m's vocabulary and width, 2 layers
     python benchmarks/scored_loss.py --layers 6 --batch 8
 
-Rows: a recall batch (64-token rows, 4 scored: MQAR's share) and a text batch (256-token rows, every position
-scored). Prints ms per step (median of --repeats after a warm-up), the ratio scored / every position, and the
+Rows: with pythia70m's vocabulary and width, a recall batch (64-token rows, 4 scored: MQAR's share) and a text batch
+(256-token rows, every position scored, twice the batch); and the main grid's own step (the ``infini_pythia`` tiny preset: vocabulary
+97, 16 of 96 positions scored, batch 32). Prints ms per step (median of --repeats after a warm-up), the ratio scored / every position, and the
 float32 logits each path keeps for backward (the text path keeps one chunk's, recomputed in backward).
 """
 
@@ -19,9 +20,11 @@ import torch
 
 from memkit.eval.metrics import masked_loss
 from memkit.models.memory_lm import MemoryLMSpec
+from recipes.infini_pythia import tiny
 
 
 def step(model, opt, x, y, scored: bool) -> float:
+    """One optimiser step; its seconds."""
     t0 = time.perf_counter()
     loss = model(x, targets=y).loss if scored else masked_loss(model(x).logits, y)
     opt.zero_grad(set_to_none=True)
@@ -43,18 +46,22 @@ def main(argv=None) -> None:
     V = 50304
     model = MemoryLMSpec.create(vocab_size=V, hidden_size=512, num_layers=args.layers, num_heads=8,
                                 intermediate_size=2048, memory=dict(segment_len=64, num_memories=4)).build()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     cases = []
     x = torch.randint(0, V, (args.batch, 64))
     y = torch.full_like(x, -100)
     y[:, -4:] = x[:, :4]
-    cases.append(("recall 64 tokens, 4 scored", x, y))
-    x = torch.randint(0, V, (args.batch, 256))
-    cases.append(("text 256 tokens, all scored", x, x.roll(-1, 1)))
-    print(f"| batch (x{args.batch}) | every position ms | scored ms | scored / every | logits kept, every | "
+    cases.append((f"recall 64 tokens, 4 scored, x{args.batch}", model, x, y))
+    x = torch.randint(0, V, (2 * args.batch, 256))  # 4,096 scored rows by default: two chunks, recomputed in backward
+    cases.append((f"text 256 tokens, all scored, x{2 * args.batch}", model, x, x.roll(-1, 1)))
+    preset = tiny()
+    x, y = preset.task.splits(0)[0]
+    cases.append(("the tiny preset's recall, x32", preset.model.build(), x[:32], y[:32]))
+    print("| batch | every position ms | scored ms | scored / every | logits kept, every | "
           "logits kept, scored |")
     print("|---|---|---|---|---|---|")
-    for name, x, y in cases:
+    for name, model, x, y in cases:
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        V = model.get_output_embeddings().weight.shape[0]
         times = {True: [], False: []}
         for i in range(args.repeats + 1):
             for scored in (False, True):
@@ -63,10 +70,9 @@ def main(argv=None) -> None:
                     times[scored].append(t)
         every, scored = (statistics.median(times[k]) * 1e3 for k in (False, True))
         n = int((y != -100).sum())
-        kept_every = x.numel() * V * 4 / 2**20
-        kept_scored = min(n, 2048) * V * 4 / 2**20 if n > 2048 else n * V * 4 / 2**20
-        print(f"| {name} | {every:.0f} | {scored:.0f} | {scored / every:.2f} | {kept_every:.0f} MiB | "
-              f"{kept_scored:.0f} MiB |", flush=True)
+        kept_every, kept_scored = x.numel() * V * 4 / 2**20, min(n, 2048) * V * 4 / 2**20
+        print(f"| {name} | {every:.1f} | {scored:.1f} | {scored / every:.2f} | {kept_every:.1f} MiB | "
+              f"{kept_scored:.1f} MiB |", flush=True)
 
 
 if __name__ == "__main__":
