@@ -196,7 +196,8 @@ def summary(rows: list[dict], key_names: list[str], metrics: list[str], values: 
             per_seed = values.get(m, {})
             for other in ranked[1:]:
                 d = paired_difference(per_seed.get(best["_design"], {}), per_seed.get(other["_design"], {}))
-                head = f"ahead of {_name(other, key_names)} ({fmt(other[f'{m}_mean'])})"
+                # the signed difference reads with the direction that is better for this figure
+                head = f"{'ahead of' if better is max else 'below'} {_name(other, key_names)} ({fmt(other[f'{m}_mean'])})"
                 if d is None or d["n"] < 2:
                     parts.append(f"{head}, but with under 2 shared seeds no interval can be given (use --seeds)")
                 elif d["excludes_zero"]:

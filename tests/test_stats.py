@@ -65,6 +65,11 @@ def test_table_and_summary_flag_bimodal_and_capped_points_and_name_the_paired_wi
     assert "ahead of memories=4" not in verdict  # a capped point is named, never ranked
     assert any(line.startswith("warning: recall_acc at memories=1 is bimodal") for line in lines)
     assert not any("never left chance" in line for line in lines)
+    # a figure where lower is better: the best is "below" the others, by a negative paired difference
+    ppl = [t | {"val_ppl": 10.0 + t["point"]["m"] + t["point"]["s"] * 0.1} for t in trials]
+    rows_ppl = aggregate(ppl, KEYS, "s", ["val_ppl"])
+    line = summary(rows_ppl, ["memories"], ["val_ppl"], {"val_ppl": seed_values(ppl, KEYS, "s", "val_ppl")})[0]
+    assert line.startswith("val_ppl: memories=1 is best") and "below memories=8 (18.1) by -7 paired" in line
     rows[2]["epochs_to_50_never"] = 3  # memories=8: every seed still on its plateau
     lines = summary(rows, ["memories"], ["recall_acc"], {}, ["recall_acc"])
     assert lines[-1].startswith("warning: never left chance") and "memories=8" in lines[-1]
