@@ -295,7 +295,7 @@ def fmt_pm(rows: list[dict], metric: str, digits: int | str = 1) -> list[str]:
         lo, hi = r.get(f"{metric}_lo"), r.get(f"{metric}_hi")
         if mean is None:
             cells.append("")
-        elif lo is not None and lo == hi:  # the same at every seed (a parameter count)
+        elif (lo is not None and lo == hi) or std == 0:  # the same at every seed (a parameter count)
             cells.append(f"{mean:{spec}}")
         elif r.get("seeds", 1) > 1 and lo is not None and hi is not None:
             cells.append(f"{mean:{spec}} [{lo:{spec}}, {hi:{spec}}]")

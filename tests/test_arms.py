@@ -38,6 +38,8 @@ def test_side_by_side_and_claims_put_the_arms_in_columns():
     same = [row("single", "as_run", 7.0, 7.0, 7.0), {**row("hierarchical", "as_run", 9.0, None, None), "val_ppl_std": 0.5}]
     text = side_by_side("Params", same, "design", [("Params", "val_ppl", 0)])
     assert "| single | 7 |" in text and "| hierarchical | 9 ± 0 |" in text  # one value at every seed; no interval
+    same[1]["val_ppl_std"] = 0.0
+    assert "| hierarchical | 9 |" in side_by_side("Params", same, "design", [("Params", "val_ppl", 0)])
     claim = Claim("hierarchical beats single", "x", lambda r: lower(r, "val_ppl", "hierarchical", "single"))
     text = claims_table([claim], rows, "design")
     assert "hierarchical 10.0 vs single 20.0: **not ranked: trials capped while improving**" in text
