@@ -31,7 +31,7 @@ def cases():
         yield pytest.param(lambda o=opt: context_model(**o), id=f"context{i}")
 
 
-@pytest.mark.parametrize("make", cases())
+@pytest.mark.parametrize("make", list(cases()))
 def test_packed_documents_equal_the_documents_fed_one_by_one(make):
     model = with_eos(make)
     packed = torch.stack([torch.cat(r) for r in ROWS])  # [2,18]

@@ -46,7 +46,7 @@ def models():
         yield pytest.param(lambda o=opt: context_model(**o), id=f"context{i}")
 
 
-@pytest.mark.parametrize("make", models())
+@pytest.mark.parametrize("make", list(models()))
 def test_greedy_decoding_equals_the_full_forward_and_chunks_equal_one_call(make):
     model = make()
     prompt = torch.randint(0, V, (2, 11))  # two segments and a pending one

@@ -35,7 +35,7 @@ def test_the_op_equals_the_masked_loss_of_the_full_logits(share, chunk_rows):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("make", models())
+@pytest.mark.parametrize("make", list(models()))
 def test_every_model_gives_the_same_loss_and_gradients_from_the_scored_positions(make):
     model = make().double().train()
     for m in model.modules():  # dropout off: the two passes must see the same model
