@@ -4,10 +4,11 @@ position (``"every_position"``), in one run, steps interleaved.
     python benchmarks/scored_loss.py                     # pythia70m's vocabulary and width, 2 layers
     python benchmarks/scored_loss.py --layers 6 --batch 8
 
-Rows: with pythia70m's vocabulary and width, a recall batch (64-token rows, 4 scored: MQAR's share) and a text batch
-(256-token rows, every position scored, twice the batch); and the main grid's own step (the ``infini_pythia`` tiny preset: vocabulary
-97, 16 of 96 positions scored, batch 32). Prints ms per step (median of --repeats after a warm-up), the ratio scored / every position, and the
-float32 logits each path keeps for backward (the text path keeps one chunk's, recomputed in backward).
+Rows: with pythia70m's vocabulary and width, a recall batch (64-token rows, 4 scored: MQAR's share) and a text
+batch (256-token rows, every position scored, twice the batch), the latter in one piece and in 2,048-row chunks
+recomputed in backward; and the main grid's own step (the ``infini_pythia`` tiny preset: vocabulary 97, 16 of 96
+positions scored, batch 32). Prints ms per step (median of --repeats after a warm-up), the ratio scored / every
+position, and the float32 logits each path keeps for backward.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from memkit.models.memory_lm import MemoryLMSpec
 from recipes.infini_pythia import tiny
 
 
-def step(model, opt, x, y, scored: bool) -> float:
+def step(model, opt, x, y, scored: bool, chunk_rows: int) -> float:
     """One optimiser step; its seconds."""
     t0 = time.perf_counter()
-    loss = model(x, targets=y).loss if scored else masked_loss(model(x).logits, y)
+    loss = model(x, targets=y, loss_chunk_rows=chunk_rows).loss if scored else masked_loss(model(x).logits, y)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -50,27 +51,28 @@ def main(argv=None) -> None:
     x = torch.randint(0, V, (args.batch, 64))
     y = torch.full_like(x, -100)
     y[:, -4:] = x[:, :4]
-    cases.append((f"recall 64 tokens, 4 scored, x{args.batch}", model, x, y))
-    x = torch.randint(0, V, (2 * args.batch, 256))  # 4,096 scored rows by default: two chunks, recomputed in backward
-    cases.append((f"text 256 tokens, all scored, x{2 * args.batch}", model, x, x.roll(-1, 1)))
+    cases.append((f"recall 64 tokens, 4 scored, x{args.batch}", model, x, y, 8192))
+    x = torch.randint(0, V, (2 * args.batch, 256))  # 4,096 scored rows by default
+    cases.append((f"text 256 tokens, all scored, x{2 * args.batch}", model, x, x.roll(-1, 1), 8192))
+    cases.append(("the same, chunks of 2,048 recomputed in backward", model, x, x.roll(-1, 1), 2048))
     preset = tiny()
     x, y = preset.task.splits(0)[0]
-    cases.append(("the tiny preset's recall, x32", preset.model.build(), x[:32], y[:32]))
+    cases.append(("the tiny preset's recall, x32", preset.model.build(), x[:32], y[:32], 8192))
     print("| batch | every position ms | scored ms | scored / every | logits kept, every | "
           "logits kept, scored |")
     print("|---|---|---|---|---|---|")
-    for name, model, x, y in cases:
+    for name, model, x, y, chunk_rows in cases:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         V = model.get_output_embeddings().weight.shape[0]
         times = {True: [], False: []}
         for i in range(args.repeats + 1):
             for scored in (False, True):
-                t = step(model, opt, x, y, scored)
+                t = step(model, opt, x, y, scored, chunk_rows)
                 if i:  # the first round warms up
                     times[scored].append(t)
         every, scored = (statistics.median(times[k]) * 1e3 for k in (False, True))
         n = int((y != -100).sum())
-        kept_every, kept_scored = x.numel() * V * 4 / 2**20, min(n, 2048) * V * 4 / 2**20
+        kept_every, kept_scored = x.numel() * V * 4 / 2**20, (n if n <= chunk_rows else chunk_rows) * V * 4 / 2**20
         print(f"| {name} | {every:.1f} | {scored:.1f} | {scored / every:.2f} | {kept_every:.1f} MiB | "
               f"{kept_scored:.1f} MiB |", flush=True)
 

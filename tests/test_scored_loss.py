@@ -47,17 +47,18 @@ def test_every_model_gives_the_same_loss_and_gradients_from_the_scored_positions
     for share in (0.1, 1.0):
         y = targets_like(ids, share, 4, V)
         y[:, -1] = ids[:, 0]  # a scored position in every row, whatever the draw
-        out = model(ids, targets=y)
-        assert out.logits is None
-        got = torch.autograd.grad(out.loss, params, allow_unused=True)
         logits, _ = model(ids)
         want = masked_loss(logits, y)
         expected = torch.autograd.grad(want, params, allow_unused=True)
-        torch.testing.assert_close(out.loss, want, rtol=1e-10, atol=1e-10)
-        for a, b in zip(got, expected):
-            assert (a is None) == (b is None)
-            if a is not None:
-                torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+        for chunk_rows in (8192, 3):  # one piece; chunks recomputed in backward
+            out = model(ids, targets=y, loss_chunk_rows=chunk_rows)
+            assert out.logits is None
+            got = torch.autograd.grad(out.loss, params, allow_unused=True)
+            torch.testing.assert_close(out.loss, want, rtol=1e-10, atol=1e-10)
+            for a, b in zip(got, expected):
+                assert (a is None) == (b is None)
+                if a is not None:
+                    torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
 
 
 def test_the_head_runs_only_on_scored_positions():
@@ -82,21 +83,25 @@ def test_training_on_the_scored_path_follows_the_every_position_run():
                       num_train=64, num_val=32)
     train_data, val_data = task.splits(0)
     runs, head_rows = {}, {}
-    for loss_at in ("scored", "every_position"):
+    for loss_at, chunk_rows in (("scored", 8192), ("every_position", 8192), ("chunked", 5)):
         torch.manual_seed(0)
         model = MemoryLMSpec.create(vocab_size=task.vocab_size, hidden_size=16, num_layers=1, num_heads=2,
                                     intermediate_size=32, memory=dict(segment_len=8, num_memories=2)).build()
         rows = head_rows[loss_at] = []
         model.get_output_embeddings().register_forward_hook(
             lambda m, i, o, rows=rows: rows.append(i[0].shape[:-1].numel()) if m.training else None)
-        spec = TrainSpec(lr=3e-3, batch_size=16, max_epochs=2, patience=2, loss_at=loss_at, grad_accumulation=2)
+        spec = TrainSpec(lr=3e-3, batch_size=16, max_epochs=2, patience=2, grad_accumulation=2,
+                         loss_at="every_position" if loss_at == "every_position" else "scored", loss_chunk_rows=chunk_rows)
         runs[loss_at] = train(model, train_data, val_data, spec, progress=False).history
     ids, targets = train_data
     assert sum(head_rows["scored"]) == 2 * int((targets != -100).sum())  # two epochs, the head only where scored
     assert sum(head_rows["every_position"]) == 2 * targets.numel()
-    for a, b in zip(runs["scored"], runs["every_position"]):
-        for key in ("train_loss", "val_loss"):
-            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (key, a, b)
+    # chunks of 5 rows: every micro-batch scores more, so each chunk's head ran again in backward
+    assert sum(head_rows["chunked"]) == 2 * sum(head_rows["scored"])
+    for run in ("scored", "chunked"):
+        for a, b in zip(runs[run], runs["every_position"]):
+            for key in ("train_loss", "val_loss"):
+                assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (run, key, a, b)
 
 
 @pytest.mark.parametrize("chunk_rows", [0, -3])

@@ -165,17 +165,18 @@ class ContextKVLM(SpecModel, GenerateMixin):
     def forward(self, input_ids: torch.Tensor, state=None, labels: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, documents: str | None = None,
                 use_cache: bool | None = None, return_dict: bool | None = None,
-                targets: torch.Tensor | None = None) -> LMOutput:
+                targets: torch.Tensor | None = None, loss_chunk_rows: int = 8192) -> LMOutput:
         """input_ids [B,T], ``state`` from the previous call -> ``LMOutput`` (logits [B,T,V], state, loss).
         ``targets`` [B,T] (aligned with the logits, -100 = not scored) gives ``loss`` = the mean NLL over the scored
-        positions with the head computed only there, and no ``logits`` (the training path)."""
+        positions with the head computed only there, and no ``logits`` (the training path); past ``loss_chunk_rows``
+        scored positions the head runs in chunks recomputed in backward (less memory, more time)."""
         self.check_plain_input(attention_mask)
         if self.restarts_documents(documents):
             hidden, state = by_document(self._stream, input_ids, state, self.eos_token_id)
         else:
             hidden, state = self._stream(input_ids, state)
         if targets is not None:
-            return LMOutput(loss=scored_cross_entropy(hidden, targets, self._head), state=state)
+            return LMOutput(loss=scored_cross_entropy(hidden, targets, self._head, loss_chunk_rows), state=state)
         logits = self._head(hidden)
         return LMOutput(loss=shifted_loss(logits, labels), logits=logits, state=state)
 

@@ -176,12 +176,13 @@ class MemoryLM(SpecModel, GenerateMixin):
     def forward(self, input_ids: torch.Tensor, state=None, memory=None, labels: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, documents: str | None = None,
                 use_cache: bool | None = None, return_dict: bool | None = None,
-                targets: torch.Tensor | None = None) -> LMOutput:
+                targets: torch.Tensor | None = None, loss_chunk_rows: int = 8192) -> LMOutput:
         """input_ids [B,T], ``state`` from the previous call (None: a fresh start) -> ``LMOutput`` (logits [B,T,V],
         state, loss). ``memory`` forces the memory every segment is written to (``MemoryBuilder``); ``labels``
         [B,T] gives transformers' shifted loss; ``documents`` overrides the spec's field for this call.
         ``targets`` [B,T] (memkit's, aligned with the logits, -100 = not scored) gives ``loss`` = the mean NLL over
-        the scored positions with the head computed only there, and no ``logits`` (the training path).
+        the scored positions with the head computed only there, and no ``logits`` (the training path); past
+        ``loss_chunk_rows`` scored positions the head runs in chunks recomputed in backward (less memory, more time).
         ``use_cache`` and ``return_dict`` are accepted for transformers' callers: the state is always returned."""
         self.check_plain_input(attention_mask)
         step = lambda ids, st: self._stream(ids, st, memory)  # noqa: E731
@@ -190,7 +191,7 @@ class MemoryLM(SpecModel, GenerateMixin):
         else:
             hidden, state = step(input_ids, state)
         if targets is not None:
-            return LMOutput(loss=scored_cross_entropy(hidden, targets, self.hf.lm_head), state=state)
+            return LMOutput(loss=scored_cross_entropy(hidden, targets, self.hf.lm_head, loss_chunk_rows), state=state)
         logits = self.hf.lm_head(hidden)
         return LMOutput(loss=shifted_loss(logits, labels), logits=logits, state=state)
 

@@ -68,6 +68,8 @@ class TrainSpec(Spec):
     loss_at: Literal["scored", "every_position"] = Field(
         "scored", description="the head and its log-softmax only at scored positions, chunked (models taking "
         "targets=: memkit's); or logits at every position, then the masked loss (the plain reference)")
+    loss_chunk_rows: int = Field(8192, ge=1, description="scored: past this many scored positions in a micro-batch the "
+                                 "head runs in chunks of it, recomputed in backward (less memory, more time)")
     param_groups: Literal["gates_apart", "one_group"] = Field(
         "gates_apart", description="gates with their own lr and no weight decay, biases and norms undecayed; or one "
         "group, weight decay on everything (gates too) at one lr (the reports')")
@@ -311,7 +313,8 @@ def train(
             for xs, ys in zip(x.chunk(spec.grad_accumulation), y.chunk(spec.grad_accumulation)):
                 with autocast:
                     if scored_path:
-                        loss = forward(xs, targets=ys).loss  # 0, with a graph, when nothing is scored here
+                        # 0, with a graph, when nothing is scored here
+                        loss = forward(xs, targets=ys, loss_chunk_rows=spec.loss_chunk_rows).loss
                     else:
                         logits, _ = forward(xs)
                         loss = masked_loss(logits, ys) if (ys != -100).any() else logits.sum() * 0.0
