@@ -34,3 +34,25 @@ def test_builder_errors_name_what_is_wrong():
         MemoryBuilder(m).build(["a"] * 4)
     with pytest.raises(ValueError, match=r"sources\[0\]"):
         MemoryBuilder(m).build(["ab"])
+
+
+@pytest.mark.parametrize("landmark", ["memory_norm", "mean_k", "hsa"])
+def test_a_source_longer_than_the_models_positions_builds_the_same_memory(landmark):
+    """Full-window mode bounds one stream by max_position_embeddings; a source longer than that still fills its
+    memory. With the memory at layer 0 (its input is the embeddings alone) the memory equals the one a model with
+    room for the whole source builds, whatever the positions."""
+    def full(max_positions, memory_layer=0):
+        torch.manual_seed(0)
+        return MemoryLMSpec.create(vocab_size=48, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
+                                   max_position_embeddings=max_positions, local_window="full", memory_layer=memory_layer,
+                                   memory=dict(segment_len=4, num_memories=2, landmark=landmark)).build().double()
+
+    g = torch.Generator().manual_seed(1)
+    sources = [torch.randint(0, 48, (50,), generator=g), torch.randint(0, 48, (37,), generator=g)]
+    short, roomy = MemoryBuilder(full(16)).build(sources), MemoryBuilder(full(128)).build(sources)
+    assert short.memory.writes == roomy.memory.writes == 12 + 9
+    torch.testing.assert_close(short.memory.M, roomy.memory.M, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(short.memory.z, roomy.memory.z, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(short.lm_sum, roomy.lm_sum, rtol=1e-10, atol=1e-10)
+    deeper = MemoryBuilder(full(16, memory_layer=1)).build(sources)  # behind a plain layer: builds, pieces restart it
+    assert deeper.memory.writes == 21 and torch.isfinite(deeper.memory.M).all()

@@ -3,7 +3,10 @@
 The reports' "pre-built domain memories": source i (a text, or token ids) is run through the
 model with every segment written to memory i; the resulting layer state is saved, and loaded
 as the starting state of later calls (``model(ids, state=builder.load(path, batch_size))``).
-A source's incomplete last segment is dropped and key_shift does not bind across sources.
+A source's incomplete last segment is dropped and key_shift does not bind across sources. A source longer than
+the model can take in one stream (``max_stream_tokens``: its positions in full-window mode) goes in pieces of
+whole segments, each continuing the memory layer's state with the plain layers starting afresh, as a memory
+carried across calls: the memory, not the plain layers' positions, bounds what a source may hold.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class MemoryBuilder:
         param = next(self.model.parameters())
         state = layer.init_state(1, device=param.device, dtype=param.dtype)
         L = 1 if layer.segmentation == "whole_call" else layer.segment_len  # whole_call: a source is one segment
+        limit = getattr(self.model, "max_stream_tokens", None)
+        piece = None if limit is None or layer.segmentation == "whole_call" else max(limit // L, 1) * L
         with eval_mode(self.model), layer.sequence_scope():  # explicit state, even for a batch-shared layer
             for i, src in enumerate(sources):
                 ids = self.encode(src) if isinstance(src, str) else torch.as_tensor(src, dtype=torch.long)
@@ -50,8 +55,9 @@ class MemoryBuilder:
                 if ids.numel() == 0:
                     raise ValueError(f"sources[{i}]: shorter than one segment ({L} tokens)")
                 # the sources run as they are (end-of-document ids included), each from the layer state alone
-                _, out = self.model(ids[None], state, memory=i, documents="run_together")
-                state = out.layer
+                for part in ids.split(piece or ids.numel()):
+                    _, out = self.model(part[None], state, memory=i, documents="run_together")
+                    state = out.layer
                 empty = state.pending_k[:, :, :0]
                 state = replace(state, pending_q=empty, pending_k=empty, pending_v=empty,
                                 prev_k=torch.zeros_like(state.prev_k))
