@@ -20,6 +20,8 @@ BETTER = {"recall_acc": max, "val_ppl": min, "params": min, "memory_bytes": min,
           "tokens_per_s": max, "trainable_share": min, "val_acc": max, "peak_mb": min, "selection_acc": max,
           "passkey_mean": max, "mqar_mean": max, "rev_forward_acc": max, "rev_reverse_acc": max,
           "rev_reports_backward_ppl": min}
+# what a design costs, not what it reaches: known whether or not its training was cut at the cap
+COSTS = {"params", "memory_bytes", "sec_per_epoch", "tokens_per_s", "trainable_share", "peak_mb"}
 
 
 def read_trials(path: Path) -> list[dict]:
@@ -183,8 +185,8 @@ def summary(rows: list[dict], key_names: list[str], metrics: list[str], values: 
         scored = [r for r in rows if r.get(f"{m}_mean") is not None]
         if better is None or not scored:
             continue
-        capped = [r for r in scored if r["capped"]]
-        ranked = sorted((r for r in scored if not r["capped"]), key=lambda r: r[f"{m}_mean"], reverse=better is max)
+        capped = [] if m in COSTS else [r for r in scored if r["capped"]]
+        ranked = sorted((r for r in scored if r not in capped), key=lambda r: r[f"{m}_mean"], reverse=better is max)
         parts = []
         if len(ranked) > 1 and len({r[f"{m}_mean"] for r in ranked}) == 1:
             parts.append(f"{m}: the same at every point ({fmt(ranked[0][f'{m}_mean'])})")

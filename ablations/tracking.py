@@ -11,6 +11,7 @@ per-epoch figures as they come.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from pathlib import Path
 
@@ -38,6 +39,9 @@ def logger_callbacks(names: list[str], out: Path, experiment: str) -> list:
     if "tensorboard" in names:
         from ray.tune.logger import TBXLoggerCallback
 
+        # a figure may be NaN by design (a recall time never reached, a metric without scored tokens); tensorboardX
+        # would print an unlabelled "NaN or Inf found in input tensor." for each
+        logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
         callbacks.append(TBXLoggerCallback())
     if "wandb" in names:
         from ray.air.integrations.wandb import WandbLoggerCallback

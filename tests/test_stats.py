@@ -70,6 +70,12 @@ def test_table_and_summary_flag_bimodal_and_capped_points_and_name_the_paired_wi
     rows_ppl = aggregate(ppl, KEYS, "s", ["val_ppl"])
     line = summary(rows_ppl, ["memories"], ["val_ppl"], {"val_ppl": seed_values(ppl, KEYS, "s", "val_ppl")})[0]
     assert line.startswith("val_ppl: memories=1 is best") and "below memories=8 (18.1) by -7 paired" in line
+    # a cost is ranked whether or not training was capped: memories=4 (one seed capped) has the smallest memory
+    costs = [t | {"memory_bytes": 100.0 * t["point"]["m"]} for t in trials]
+    rows_cost = aggregate(costs, KEYS, "s", ["memory_bytes"])
+    line = summary(rows_cost, ["memories"], ["memory_bytes"], {"memory_bytes": seed_values(costs, KEYS, "s", "memory_bytes")})[0]
+    assert line.startswith("memory_bytes: memories=1 is best") and "below memories=4 (400)" in line
+    assert "not ranked" not in line
     rows[2]["epochs_to_50_never"] = 3  # memories=8: every seed still on its plateau
     lines = summary(rows, ["memories"], ["recall_acc"], {}, ["recall_acc"])
     assert lines[-1].startswith("warning: never left chance") and "memories=8" in lines[-1]
