@@ -26,7 +26,7 @@ class Spec(BaseModel):
         try:
             return cls.model_validate(fields)
         except ValidationError as err:
-            raise SpecError(describe_validation_error(err, cls.__name__)) from None
+            raise SpecError(describe_validation_error(err, cls.__name__, cls)) from None
 
     def with_overrides(self, **fields: Any):
         """A copy with ``fields`` replaced, validated again (nested specs accept dicts)."""
@@ -35,14 +35,25 @@ class Spec(BaseModel):
         return type(self).create(**data)
 
 
-def describe_validation_error(err: ValidationError, owner: str = "") -> str:
-    """One line per problem: ``field: what is wrong (got value)``."""
+def _model_at(model: type | None, path: tuple) -> type | None:
+    """The pydantic model class that holds the last key of ``path`` (None when it cannot be told)."""
+    for key in path[:-1]:
+        field = getattr(model, "model_fields", {}).get(key)
+        model = field.annotation if field is not None else None
+    return model if hasattr(model, "model_fields") else None
+
+
+def describe_validation_error(err: ValidationError, owner: str = "", model: type | None = None) -> str:
+    """One line per problem: ``field: what is wrong (got value)``; an unknown field lists the known ones."""
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or owner
         msg = e["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
+        holder = _model_at(model, e["loc"]) if e["type"] == "extra_forbidden" else None
+        if holder is not None:
+            msg = f"not a field of {holder.__name__}; its fields: {', '.join(holder.model_fields)}"
         got = e.get("input")
         shown = "" if isinstance(got, dict) else f" (got {got!r})"
         lines.append(f"{loc}: {msg}{shown}")

@@ -114,7 +114,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
              (generate_cli, [str(tmp_path / "gpt2"), "--prompt", "x"], "holds a 'gpt2' model"),
              (generate_cli, [str(tmp_path / "full"), "--prompt", "x" * 20], "20 tokens is longer than max_position_"
                                                                              "embeddings (16)"),
-             (evaluate_cli, [str(tmp_path / "full"), "--task", "passkey", "--set", "digits=99"], "digits")]
+             (evaluate_cli, [str(tmp_path / "full"), "--task", "passkey", "--set", "digits=99"], "digits"),
+             (evaluate_cli, [str(tmp_path / "full"), "--task", "passkey", "--set", "nope=1"],
+              "nope: not a field of PasskeyTask; its fields: "),
+             (generate_cli, [str(tmp_path / "full"), "--prompt", "x", "--max-new-tokens", "0"], "--max-new-tokens: 0"),
+             (generate_cli, [str(tmp_path / "full"), "--prompt", "x", "--sample", "--temperature", "0"], "--temperature"),
+             (generate_cli, [str(tmp_path / "full"), "--prompt", "x", "--sample", "--top-p", "2"], "--top-p: 2"),
+             (generate_cli, [str(tmp_path / "full"), "--prompt", "x", "--top-k", "-1"], "--top-k: -1"),
+             (generate_cli, [str(tmp_path / "full"), "--prompt", "x", "--memories", str(tmp_path / "no.pt")],
+              "--memories: no file")]
     for cli, argv, words in cases:
         assert run(cli.main, argv) == 2
         out, err = lines(capsys)

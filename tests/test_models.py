@@ -120,3 +120,10 @@ def test_a_plain_full_window_model_is_transformers_gpt_neox():
     ours = model(x)[0]
     torch.manual_seed(1)
     torch.testing.assert_close(ours, model.hf(x).logits)
+
+
+def test_an_unknown_field_names_the_spec_it_is_not_in_and_lists_the_fields():
+    with pytest.raises(SpecError) as err:
+        MemoryLMSpec.create(hidden_size=16, memory=dict(segment_len=4, landmrk="mean_k"))
+    assert str(err.value).startswith("memory.landmrk: not a field of MemoryAttentionSpec; its fields: ")
+    assert "landmark" in str(err.value) and "\n" not in str(err.value)

@@ -12,7 +12,12 @@ from memkit.data.corpus import DataError
 from memkit.models.pretrained import CheckpointError, InputTooLong
 from memkit.spec import SpecError
 
-USER_ERRORS = (CheckpointError, InputTooLong, SpecError, DataError)
+
+class UsageError(ValueError):
+    """A command-line value out of range or a file that is not there: one line, exit 2."""
+
+
+USER_ERRORS = (CheckpointError, InputTooLong, SpecError, DataError, UsageError)
 
 
 def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> int:

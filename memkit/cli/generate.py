@@ -8,11 +8,12 @@ or as UTF-8 bytes when there is none. ``--memories`` starts from memories saved 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
 
-from memkit.cli import quiet_transformers, run
+from memkit.cli import UsageError, quiet_transformers, run
 from memkit.data.tokenizer import tokenizer_beside
 from memkit.models.builder import MemoryBuilder
 from memkit.models.loading import load_model
@@ -34,8 +35,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def check(args) -> None:
+    """The arguments' ranges and files, before the model loads."""
+    if args.max_new_tokens < 1:
+        raise UsageError(f"--max-new-tokens: {args.max_new_tokens}; give at least 1")
+    if args.sample and not args.temperature > 0:
+        raise UsageError(f"--temperature: {args.temperature}; sampling needs a temperature > 0")
+    if args.sample and not 0 < args.top_p <= 1:
+        raise UsageError(f"--top-p: {args.top_p}; give a value in (0, 1]")
+    if args.top_k < 0:
+        raise UsageError(f"--top-k: {args.top_k}; give 0 (off) or more")
+    if args.memories and not os.path.isfile(args.memories):
+        raise UsageError(f"--memories: no file at {args.memories!r}; give a state saved by MemoryBuilder.save")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    check(args)
     quiet_transformers()
     model = load_model(args.dir)
     vocab = model.get_input_embeddings().num_embeddings if hasattr(model, "get_input_embeddings") else None
