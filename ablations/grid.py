@@ -159,6 +159,11 @@ def check_inputs(args) -> tuple[Any, list, list[dict]]:
         plan = json.loads(saved.read_text())
         if args.recipe is not None and Path(args.recipe).stem != Path(plan["recipe"]).stem:
             raise UsageError(f"--resume {args.resume!r}: that grid ran recipe {plan['recipe']!r}, not {args.recipe!r}")
+        for flag, given, saved_value in (("--space", args.space, plan["space"]), ("--lr-sweep", args.lr_sweep,
+                                         plan.get("lr_sweep")), ("--plot", args.plot, plan.get("plot"))):
+            if given and given != saved_value:
+                raise UsageError(f"{flag}: --resume finishes the grid as it was asked ({saved}); drop {flag}, or start "
+                                 "a new grid to ask something else")
         args.recipe, args.preset, args.space, args.seeds = plan["recipe"], plan["preset"], plan["space"], plan["seeds"]
         args.lr_sweep, args.plot = plan.get("lr_sweep"), plan.get("plot")
         args.search, args.num_samples = plan.get("search", "grid"), plan.get("num_samples")

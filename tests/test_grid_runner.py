@@ -5,6 +5,7 @@ raises at one point, and counts how often each point ran.
 """
 
 import csv
+import json
 import signal
 import subprocess
 import sys
@@ -117,7 +118,11 @@ def test_interrupted_grid_resumes_running_each_trial_once(toy, tmp_path):
 
 def test_bad_address_resume_and_seed_inputs_exit_2(toy, tmp_path):
     recipe, _ = toy
+    (tmp_path / "old").mkdir()  # a grid folder as a finished grid leaves it
+    (tmp_path / "old" / "grid.json").write_text(json.dumps({"recipe": str(recipe), "preset": "tiny",
+                                                             "space": ["memories=1,4"], "seeds": 1}))
     for args, words in [
+        (["--resume", str(tmp_path / "old"), "--space", "memories=8"], ["--space", "--resume finishes the grid"]),
         (["--address", "127.0.0.1:9"], ["--address", "nothing answers"]),
         (["--address", "nonsense"], ["host:port"]),
         (["--resume", str(tmp_path)], ["no grid.json"]),
