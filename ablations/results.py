@@ -306,10 +306,10 @@ def curve(out: Path, rows: list[dict], x_key: str, metric: str, key_names: list[
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=design)
         for x, y, r in zip(xs, ys, rs):  # neither is a converged capacity figure: say so on the plot
             n = r["seeds"] - r["failed"]
-            if r["capped"]:
-                ax.annotate("capped", (x, y), fontsize=6, textcoords="offset points", xytext=(3, 3))
-            elif n and r.get("epochs_to_50_never") == n:
-                ax.annotate("never left chance", (x, y), fontsize=6, textcoords="offset points", xytext=(3, 3))
+            stuck = bool(n) and r.get("epochs_to_50_never") == n
+            note = " ".join(w for w, on in (("never left chance", stuck), ("capped", r["capped"])) if on)
+            if note:
+                ax.annotate(note, (x, y), fontsize=6, textcoords="offset points", xytext=(3, 3))
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted({float(r[x_key]) for r in rows}), [fmt(v) for v in sorted({r[x_key] for r in rows})])
     ax.set_xlabel(x_key)
