@@ -16,6 +16,7 @@ import torch
 from memkit.cli import UsageError, quiet_transformers, run
 from memkit.data.tokenizer import tokenizer_beside
 from memkit.models.builder import MemoryBuilder
+from memkit.models.generation import sampling_errors
 from memkit.models.loading import load_model
 from memkit.models.pretrained import CheckpointError
 
@@ -39,12 +40,9 @@ def check(args) -> None:
     """The arguments' ranges and files, before the model loads."""
     if args.max_new_tokens < 1:
         raise UsageError(f"--max-new-tokens: {args.max_new_tokens}; give at least 1")
-    if args.sample and not args.temperature > 0:
-        raise UsageError(f"--temperature: {args.temperature}; sampling needs a temperature > 0")
-    if args.sample and not 0 < args.top_p <= 1:
-        raise UsageError(f"--top-p: {args.top_p}; give a value in (0, 1]")
-    if args.top_k < 0:
-        raise UsageError(f"--top-k: {args.top_k}; give 0 (off) or more")
+    for name, value, allowed in sampling_errors(args.temperature, args.top_k, args.top_p):
+        if args.sample or name == "top_k":  # greedy decoding reads no temperature or top-p
+            raise UsageError(f"--{name.replace('_', '-')}: {value:g}; give {allowed}")
     if args.memories and not os.path.isfile(args.memories):
         raise UsageError(f"--memories: no file at {args.memories!r}; give a state saved by MemoryBuilder.save")
 

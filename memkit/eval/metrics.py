@@ -11,13 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from memkit.models.inference import batch_logits, eval_mode
+from memkit.ops.cross_entropy import at_least_fp32
 
 IGNORE = -100
-
-
-def at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
-    """Logits in float32 when stored lower (bf16/fp16: a log-softmax over a vocabulary needs it); fp64 stays."""
-    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
 
 
 def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -31,10 +31,9 @@ from torch import nn
 from memkit.blocks.context_kv import ContextBlock, ContextKVCache, ContextKVCacheSpec
 from memkit.models import neox_stack
 from memkit.models.documents import by_document
-from memkit.models.generation import GenerateMixin, shifted_loss
+from memkit.models.generation import GenerateMixin
 from memkit.models.neox_stack import PlainCache
 from memkit.models.pretrained import InputTooLong, LMOutput, SpecConfig, SpecModel
-from memkit.ops.cross_entropy import scored_cross_entropy
 from memkit.spec import Spec, check_heads
 
 
@@ -175,10 +174,7 @@ class ContextKVLM(SpecModel, GenerateMixin):
             hidden, state = by_document(self._stream, input_ids, state, self.eos_token_id)
         else:
             hidden, state = self._stream(input_ids, state)
-        if targets is not None:
-            return LMOutput(loss=scored_cross_entropy(hidden, targets, self._head, loss_chunk_rows), state=state)
-        logits = self._head(hidden)
-        return LMOutput(loss=shifted_loss(logits, labels), logits=logits, state=state)
+        return self.lm_output(hidden, state, labels, targets, loss_chunk_rows)
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
         """[...,D] -> [...,V]: GPT-NeoX's head, or the tied embeddings without a body (004)."""

@@ -44,6 +44,13 @@ class GenerateOutput(ModelOutput):
     state: Any = None
 
 
+def sampling_errors(temperature: float, top_k: int | None, top_p: float) -> list[tuple[str, Any, str]]:
+    """The sampling arguments out of range, each as (name, value, what is allowed); [] when all are fine."""
+    rules = [("temperature", temperature, temperature > 0, "temperature > 0"),
+             ("top_p", top_p, 0 < top_p <= 1, "0 < top_p <= 1"), ("top_k", top_k, (top_k or 0) >= 0, "top_k >= 0")]
+    return [(name, value, allowed) for name, value, ok, allowed in rules if not ok]
+
+
 def warp(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float) -> torch.Tensor:
     """Sampling's logit processors, in transformers' order: temperature, top-k, top-p. [B,V] -> [B,V]."""
     out = logits / temperature
@@ -85,9 +92,10 @@ class GenerateMixin:
         if max_new_tokens < 1 or P < 1:
             raise ValueError(f"generate: needs a prompt and max_new_tokens >= 1 (got {P} prompt tokens, "
                              f"max_new_tokens={max_new_tokens})")
-        if do_sample and not (temperature > 0 and 0 < top_p <= 1 and (top_k or 0) >= 0):
-            raise ValueError(f"generate: sampling needs temperature > 0, 0 < top_p <= 1 and top_k >= 0 (got "
-                             f"{temperature}, {top_p}, {top_k})")
+        bad = sampling_errors(temperature, top_k, top_p) if do_sample else []
+        if bad:
+            raise ValueError("generate: sampling needs " + "; ".join(f"{allowed} (got {name}={value})"
+                                                                     for name, value, allowed in bad))
         self._check_length(P, max_new_tokens)
         if eos_token_id is None:
             eos_token_id = self.eos_token_id

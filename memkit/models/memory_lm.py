@@ -25,10 +25,9 @@ from torch import nn
 from memkit.blocks.attention import MemoryAttention, MemoryAttentionSpec, MemoryAttentionState
 from memkit.models import neox_stack
 from memkit.models.documents import by_document
-from memkit.models.generation import GenerateMixin, shifted_loss
+from memkit.models.generation import GenerateMixin
 from memkit.models.neox_stack import PlainCache
 from memkit.models.pretrained import InputTooLong, LMOutput, SpecConfig, SpecModel
-from memkit.ops.cross_entropy import scored_cross_entropy
 from memkit.spec import Spec, check_heads
 
 
@@ -190,10 +189,11 @@ class MemoryLM(SpecModel, GenerateMixin):
             hidden, state = by_document(step, input_ids, state, self.eos_token_id)
         else:
             hidden, state = step(input_ids, state)
-        if targets is not None:
-            return LMOutput(loss=scored_cross_entropy(hidden, targets, self.hf.lm_head, loss_chunk_rows), state=state)
-        logits = self.hf.lm_head(hidden)
-        return LMOutput(loss=shifted_loss(logits, labels), logits=logits, state=state)
+        return self.lm_output(hidden, state, labels, targets, loss_chunk_rows)
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[...,D] -> [...,V]: GPT-NeoX's head."""
+        return self.hf.lm_head(hidden)
 
     def _stream(self, ids: torch.Tensor, state, memory=None):
         """One stream per row, continuing ``state``: (final-norm hidden [B,T,D], MemoryLMState)."""

@@ -18,6 +18,9 @@ import torch
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from memkit.models.generation import shifted_loss
+from memkit.ops.cross_entropy import scored_cross_entropy
+
 
 class CheckpointError(ValueError):
     """A saved model or checkpoint that memkit cannot use; the message says what is wrong and what is allowed."""
@@ -97,6 +100,15 @@ class SpecModel(PreTrainedModel):
             gate = getattr(m, "gate_logit", None)
             if isinstance(gate, torch.nn.Parameter):
                 gate.memkit_group = "gate"
+
+    def lm_output(self, hidden: torch.Tensor, state, labels: torch.Tensor | None, targets: torch.Tensor | None,
+                  loss_chunk_rows: int) -> "LMOutput":
+        """The forward's output from the final hidden states [B,T,D]: with ``targets``, the loss from the head at
+        the scored positions only (no logits); else the logits [B,T,V] and transformers' shifted loss (``labels``)."""
+        if targets is not None:
+            return LMOutput(loss=scored_cross_entropy(hidden, targets, self._head, loss_chunk_rows), state=state)
+        logits = self._head(hidden)
+        return LMOutput(loss=shifted_loss(logits, labels), logits=logits, state=state)
 
     @property
     def spec(self):

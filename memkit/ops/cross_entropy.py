@@ -25,10 +25,13 @@ from torch.utils.checkpoint import checkpoint
 IGNORE = -100
 
 
+def at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
+    """Logits in float32 when stored lower (bf16/fp16: a log-softmax over a vocabulary needs it); fp64 stays."""
+    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+
+
 def _chunk_nll(head: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    logits = head(h)
-    return F.cross_entropy(logits if logits.dtype in (torch.float32, torch.float64) else logits.float(), y,
-                           reduction="sum")
+    return F.cross_entropy(at_least_fp32(head(h)), y, reduction="sum")
 
 
 def scored_cross_entropy(hidden: torch.Tensor, targets: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor],
