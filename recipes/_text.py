@@ -278,7 +278,8 @@ def _selection(spec: TextTrialSpec, model, data) -> dict:
         sources.append(train_ids[: spec.selection.source_tokens])
         val_ids = data.val[0][data.val_domain == i]
         queries += [(i, row[:qlen]) for row in val_ids[: spec.selection.queries] if row.numel() >= qlen]
-    res = selection_accuracy(model, sources, queries)
+    # a whole-call layer (as run) builds its memories in calls as long as its training rows, as the reports' code did
+    res = selection_accuracy(model, sources, queries, call_tokens=spec.data.seq_len)
     out = {"selection_acc": res["accuracy"], "selection_chance": res["chance"]}
     out.update({f"selection_{data.domains[i]}": a for i, a in enumerate(res["per_source"])})
     return out

@@ -56,3 +56,32 @@ def test_a_source_longer_than_the_models_positions_builds_the_same_memory(landma
     torch.testing.assert_close(short.lm_sum, roomy.lm_sum, rtol=1e-10, atol=1e-10)
     deeper = MemoryBuilder(full(16, memory_layer=1)).build(sources)  # behind a plain layer: builds, pieces restart it
     assert deeper.memory.writes == 21 and torch.isfinite(deeper.memory.M).all()
+
+
+def whole_call_model(max_positions: int, update: str = "linear"):
+    """The reports' layer (a call is one segment, one memory for the batch) at layer 0 of a full-window model."""
+    torch.manual_seed(0)
+    return MemoryLMSpec.create(
+        vocab_size=48, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
+        max_position_embeddings=max_positions, local_window="full",
+        memory=dict(segment_len=4, num_memories=2, update=update, segmentation="whole_call", local="linear_clamped",
+                    memory_scope="batch_shared", write_scale="reports", selection_score="reports",
+                    selection_scope="whole_call_leaks_future", unwritten_memories="kept_at_zero")).build().double()
+
+
+def test_a_whole_call_layer_builds_a_long_source_in_calls_of_its_training_length():
+    """As the reports' code fed text: calls of the training length, each one segment written, the memory carried,
+    an incomplete last call dropped. Linear writes add up, so the memory is the sum of the calls' memories."""
+    m = whole_call_model(max_positions=16)
+    source = torch.randint(0, 48, (50,), generator=torch.Generator().manual_seed(2))
+    built = MemoryBuilder(m, call_tokens=8).build([source])  # 50 tokens > 16 positions: six calls of 8
+    assert built.memory.writes == 6
+    calls = [MemoryBuilder(m).build([source[i:i + 8]]) for i in range(0, 48, 8)]
+    torch.testing.assert_close(built.memory.M, sum(c.memory.M for c in calls), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(built.memory.z, sum(c.memory.z for c in calls), rtol=1e-10, atol=1e-12)
+    # without a call length a call is as long as the model takes: 16 tokens, three calls
+    assert MemoryBuilder(m).build([source]).memory.writes == 3
+    # a source shorter than one call is one call
+    assert MemoryBuilder(m, call_tokens=8).build([source[:5]]).memory.writes == 1
+    with pytest.raises(ValueError, match="call_tokens"):
+        MemoryBuilder(m, call_tokens=0)

@@ -7,6 +7,12 @@ A source's incomplete last segment is dropped and key_shift does not bind across
 the model can take in one stream (``max_stream_tokens``: its positions in full-window mode) goes in pieces of
 whole segments, each continuing the memory layer's state with the plain layers starting afresh, as a memory
 carried across calls: the memory, not the plain layers' positions, bounds what a source may hold.
+
+With ``segmentation="whole_call"`` (the reports' layer: a call is one segment) a source goes in as the reports'
+code fed text: in calls of ``call_tokens`` tokens each (the sequence length the model was trained on; the
+reports' 256), every call one segment written, the memory carried; an incomplete last call is dropped, as
+packing into training rows dropped it (a source shorter than one call is one call). Without ``call_tokens`` a
+call is as long as the model takes in one stream.
 """
 
 from __future__ import annotations
@@ -32,12 +38,28 @@ class MemoryBuilder:
 
     ``model``: a ``MemoryLM`` (or anything with ``.memory`` and ``forward(ids, state, memory=)``).
     ``encode``: how a text source becomes token ids (default: UTF-8 bytes).
+    ``call_tokens``: a whole-call layer's call length (see the module docstring); ignored with fixed segments.
     """
 
-    def __init__(self, model, encode: Callable[[str], torch.Tensor] = utf8_bytes):
+    def __init__(self, model, encode: Callable[[str], torch.Tensor] = utf8_bytes, call_tokens: int | None = None):
         if getattr(model, "memory", None) is None:
             raise ValueError("MemoryBuilder needs a model with a memory layer")
-        self.model, self.encode = model, encode
+        if call_tokens is not None and call_tokens < 1:
+            raise ValueError(f"call_tokens: should be >= 1, got {call_tokens}")
+        self.model, self.encode, self.call_tokens = model, encode, call_tokens
+
+    def pieces(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        """The calls a source's ids [n] go in as (whole segments; whole calls for a whole-call layer)."""
+        layer = self.model.memory
+        limit = getattr(self.model, "max_stream_tokens", None)
+        if layer.segmentation == "whole_call":
+            if ids.numel() == 0:
+                return []
+            call = min(c for c in (self.call_tokens, limit, ids.numel()) if c is not None)
+            return list(ids[: max(ids.numel() // call, 1) * call].split(call))
+        L = layer.segment_len
+        ids = ids[: ids.numel() // L * L]
+        return list(ids.split(max(limit // L, 1) * L if limit is not None else max(ids.numel(), 1)))
 
     def build(self, sources: Sequence[str | torch.Tensor]) -> MemoryAttentionState:
         layer = self.model.memory
@@ -45,17 +67,14 @@ class MemoryBuilder:
             raise ValueError(f"sources: give 1..{layer.num_memories} sources (one per memory), got {len(sources)}")
         param = next(self.model.parameters())
         state = layer.init_state(1, device=param.device, dtype=param.dtype)
-        L = 1 if layer.segmentation == "whole_call" else layer.segment_len  # whole_call: a source is one segment
-        limit = getattr(self.model, "max_stream_tokens", None)
-        piece = None if limit is None or layer.segmentation == "whole_call" else max(limit // L, 1) * L
         with eval_mode(self.model), layer.sequence_scope():  # explicit state, even for a batch-shared layer
             for i, src in enumerate(sources):
                 ids = self.encode(src) if isinstance(src, str) else torch.as_tensor(src, dtype=torch.long)
-                ids = ids.flatten()[: ids.numel() // L * L].to(param.device)
-                if ids.numel() == 0:
-                    raise ValueError(f"sources[{i}]: shorter than one segment ({L} tokens)")
+                parts = [p for p in self.pieces(ids.flatten().to(param.device)) if p.numel()]
+                if not parts:
+                    raise ValueError(f"sources[{i}]: shorter than one segment ({layer.segment_len} tokens)")
                 # the sources run as they are (end-of-document ids included), each from the layer state alone
-                for part in ids.split(piece or ids.numel()):
+                for part in parts:
                     _, out = self.model(part[None], state, memory=i, documents="run_together")
                     state = out.layer
                 empty = state.pending_k[:, :, :0]

@@ -14,14 +14,16 @@ from memkit.models.builder import MemoryBuilder
 from memkit.models.inference import eval_mode
 
 
-def selection_accuracy(model, sources: list[torch.Tensor], queries: list[tuple[int, torch.Tensor]]) -> dict:
+def selection_accuracy(model, sources: list[torch.Tensor], queries: list[tuple[int, torch.Tensor]],
+                       call_tokens: int | None = None) -> dict:
     """model: a ``MemoryLM`` with N >= len(sources) memories. sources[i]: token ids [n_i] for memory i.
-    queries: (source index, token ids [T]). Returns {"accuracy", "chance", "per_source": [acc per
+    queries: (source index, token ids [T]). ``call_tokens``: a whole-call layer's call length when its memories
+    are built (``MemoryBuilder``; the sequence length it was trained on). Returns {"accuracy", "chance", "per_source": [acc per
     source], "choices": [chosen memory per query]}."""
     layer = model.memory
     if layer is None or layer.num_memories < 2:
         raise ValueError("selection accuracy needs a memory layer with 2 or more memories")
-    state = MemoryBuilder(model).build(sources)
+    state = MemoryBuilder(model, call_tokens=call_tokens).build(sources)
     seen: list[torch.Tensor] = []
     hook = layer.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
     choices = []
