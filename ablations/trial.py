@@ -81,6 +81,10 @@ class TuneEpochs:
 
     def __init__(self, checkpoints: bool = True):
         self.checkpoints, self.pending = checkpoints, None
+        self.beside: list = []  # writers of what travels with the model (tokenizer, data settings)
+
+    def keep_beside_model(self, write) -> None:
+        self.beside.append(write)
 
     def resume_state(self):
         import torch
@@ -103,7 +107,7 @@ class TuneEpochs:
             return
         folder = Path(tempfile.mkdtemp(prefix="memkit-ckpt-"))
         torch.save(state.as_dict(), folder / "train_state.pt")
-        save_model(model, folder / "model", state.best_state)
+        save_model(model, folder / "model", state.best_state, beside=self.beside)
         self.pending = folder
 
     def __call__(self, row: dict) -> None:

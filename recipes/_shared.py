@@ -34,6 +34,30 @@ def training_figures(model, result, solve_at: float | None = None, chance: float
     return out
 
 
+def keep_beside_model(on_epoch, *writers) -> None:
+    """Have a resumable ``on_epoch`` (the grid's trials) save ``writers``' files beside each checkpointed model:
+    ``memkit.evaluate``/``generate`` then measure it with the data and tokenizer it was trained on."""
+    keep = getattr(on_epoch, "keep_beside_model", None)
+    for write in writers if keep is not None else ():
+        keep(write)
+
+
+def keep_text_data(on_epoch, data_spec, data) -> None:
+    """``keep_beside_model`` for a text trial: its tokenizer (tokenizer.json; none for bytes) and data settings."""
+    from memkit.data.tokenizer import save_tokenizer
+    from memkit.models.checkpoint import write_data_settings
+
+    keep_beside_model(on_epoch, lambda folder: save_tokenizer(data.tokenizer, folder),
+                      write_data_settings("text", data_spec.model_dump(mode="json"), data.vocab_size))
+
+
+def keep_task(on_epoch, kind: str, task) -> None:
+    """``keep_beside_model`` for a trial on a synthetic task: its fields (``memkit.evaluate --task kind``)."""
+    from memkit.models.checkpoint import write_data_settings
+
+    keep_beside_model(on_epoch, write_data_settings(kind, task.model_dump(mode="json"), task.vocab_size))
+
+
 def derive_from_task(data, segment_len: Callable[[dict], int | None]):
     """For a recipe spec's ``mode="before"`` validator: ``task.segment_len`` follows the model
     (``segment_len(model_dict)``, None to leave it), and ``model.vocab_size`` grows to the task's."""

@@ -34,7 +34,7 @@ from memkit.training.figures import (
     reversal_figures,
 )
 from memkit.training.trainer import TrainSpec, train
-from recipes._shared import as_dict, training_figures
+from recipes._shared import as_dict, keep_text_data, training_figures
 
 Eval = Literal["position", "reversal", "selection", "passkey", "mqar"]
 ALL_EVALS: list[str] = ["position", "reversal", "selection", "passkey", "mqar"]
@@ -235,6 +235,7 @@ def run_text(spec: TextTrialSpec, on_epoch: Callable[[dict], None] | None = None
                    f"domains {data.domains}, vocab {data.vocab_size}")
     # packed rows join documents by the tokenizer's end-of-document id: the careful arm restarts at each one
     model = spec.model.with_overrides(vocab_size=data.vocab_size, eos_token_id=data.tokenizer.eos_id).build()
+    keep_text_data(on_epoch, spec.data, data)
     result = train(model, data.train, data.val, spec.train, on_epoch=on_epoch, progress=progress)
     device = next(model.parameters()).device
     out = {

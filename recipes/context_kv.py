@@ -23,7 +23,7 @@ from memkit.models.context_kv_lm import ContextKVLMSpec
 from memkit.spec import Spec
 from memkit.training.oacd import OACDPretrainer, OACDSpec
 from memkit.training.trainer import TrainSpec, evaluate, train
-from recipes._shared import cli, derive_from_task, training_figures
+from recipes._shared import cli, derive_from_task, keep_task, training_figures
 
 
 class ContextKVRecipeSpec(Spec):
@@ -102,6 +102,7 @@ def run(spec: ContextKVRecipeSpec, on_epoch: Callable[[dict], None] | None = Non
         torch.set_num_threads(spec.train.threads)
     model = spec.model.build()
     train_data, val_data = spec.task.splits(spec.train.seed)
+    keep_task(on_epoch, "mqar", spec.task)
     pre = OACDPretrainer(model, spec.oacd.with_overrides(seed=spec.train.seed))
     t0 = time.perf_counter()
     rows = pre.phase1(train_data[0], on_iteration=(lambda r: print(f"oacd {r}", file=sys.stderr)) if progress else None)

@@ -29,7 +29,7 @@ from memkit.eval.tasks.recall import RecallTask, accuracy_by_distance
 from memkit.models.memory_lm import MemoryLMSpec
 from memkit.spec import Spec
 from memkit.training.trainer import TrainSpec, evaluate, train
-from recipes._shared import as_dict, cli, derive_from_task, training_figures
+from recipes._shared import as_dict, cli, derive_from_task, keep_task, training_figures
 
 
 class InfiniPythiaSpec(Spec):
@@ -155,6 +155,7 @@ def run(spec: InfiniPythiaSpec, on_epoch: Callable[[dict], None] | None = None, 
     train_data, val_data = task.splits(seed)
     if spec.train.fresh_samples:
         train_data = lambda epoch: task.train_epoch(seed, epoch)  # noqa: E731
+    keep_task(on_epoch, "mqar", task)
     t0 = time.perf_counter()
     result = train(model, train_data, val_data, spec.train, on_epoch=on_epoch, progress=progress)
     val = evaluate(model, val_data, spec.train.batch_size)  # best weights restored

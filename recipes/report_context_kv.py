@@ -29,7 +29,7 @@ from memkit.training.oacd import OACDPretrainer, OACDSpec
 from memkit.training.trainer import TrainSpec, evaluate, train
 from recipes import context_kv
 from recipes._arms import Claim, claims_table, mean
-from recipes._shared import cli, training_figures
+from recipes._shared import cli, keep_text_data, training_figures
 from recipes._text import (  # noqa: F401  (preflight: the grid calls it)
     DATA_TRAIN_ALIASES,
     ArmSpec,
@@ -119,6 +119,7 @@ def run(spec: ContextKVReportSpec, on_epoch=None, progress=None) -> dict:
     t0 = time.perf_counter()
     data = spec.data.build()
     model = spec.model.with_overrides(vocab_size=data.vocab_size, eos_token_id=data.tokenizer.eos_id).build()
+    keep_text_data(on_epoch, spec.data, data)
     pre = OACDPretrainer(model, spec.oacd.with_overrides(seed=seed))
     t1 = time.perf_counter()
     rows = pre.phase1(data.train[0])

@@ -41,7 +41,7 @@ from memkit.models.retrofit import load_neox, retrofit
 from memkit.spec import Spec
 from memkit.training.figures import perplexity_figures
 from memkit.training.trainer import TrainSpec, train
-from recipes._shared import training_figures
+from recipes._shared import keep_text_data, training_figures
 from recipes._text import DATA_TRAIN_ALIASES
 
 
@@ -145,6 +145,7 @@ def run(spec: RetrofitSpec, on_epoch=None, progress=None, save_dir: str | None =
         model = retrofit(neox, memory=spec.memory, memory_layer=spec.memory_layer, local_window=spec.local_window,
                          eos_token_id=data.tokenizer.eos_id)
         figures["start_val_ppl"] = perplexity_figures(model, data.val, spec.train.batch_size)["val_ppl"]
+        keep_text_data(on_epoch, data_spec, data)
         result = train(model, data.train, data.val, spec.train, on_epoch=on_epoch, progress=progress)
         figures.update(perplexity_figures(model, data.val, spec.train.batch_size))
         figures.update(training_figures(model, result))

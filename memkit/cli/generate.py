@@ -16,6 +16,7 @@ import torch
 from memkit.cli import UsageError, quiet_transformers, run
 from memkit.data.tokenizer import tokenizer_beside
 from memkit.models.builder import MemoryBuilder
+from memkit.models.checkpoint import read_data_settings
 from memkit.models.generation import sampling_errors
 from memkit.models.loading import load_model
 from memkit.models.pretrained import CheckpointError
@@ -54,6 +55,11 @@ def main(argv: list[str] | None = None) -> None:
     model = load_model(args.dir)
     vocab = model.get_input_embeddings().num_embeddings if hasattr(model, "get_input_embeddings") else None
     tok = tokenizer_beside(args.dir, args.tokenizer, vocab)
+    saved = read_data_settings(args.dir)  # a grid trial's checkpoint: the vocabulary it was trained with
+    trained = saved.get("vocab_size") if saved and saved.get("kind") == "text" else None
+    if trained is not None and tok.vocab_size != trained:
+        raise CheckpointError(f"tokenizer: {args.tokenizer or 'the one found'} has a vocabulary of {tok.vocab_size} "
+                              f"but the model was trained with one of {trained}; give the tokenizer it was trained with")
     ids = torch.tensor([tok.encode(args.prompt)], dtype=torch.long)
     if ids.numel() == 0:
         raise CheckpointError("prompt: it encodes to no tokens; give some text")

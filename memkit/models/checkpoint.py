@@ -12,24 +12,64 @@ import importlib
 import json
 import os
 from pathlib import Path
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
 
-def save_model(model: nn.Module, directory: str | os.PathLike, state_dict: dict | None = None) -> Path:
-    """Write ``model`` (with ``state_dict`` as its weights, e.g. the best epoch's) to ``directory``."""
+# what a trial's data was, beside its model: ``memkit.evaluate`` reads it to measure the model as it was trained
+DATA_FILE = "memkit_data.json"
+
+
+def save_model(model: nn.Module, directory: str | os.PathLike, state_dict: dict | None = None,
+               beside: Iterable[Callable[[Path], None]] = ()) -> Path:
+    """Write ``model`` (with ``state_dict`` as its weights, e.g. the best epoch's) to ``directory``; each of
+    ``beside`` then writes what travels with it into the folder (its tokenizer, ``write_data_settings``)."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
+    _save_weights(model, out, state_dict)
+    for write in beside:
+        write(out)
+    return out
+
+
+def write_data_settings(kind: str, fields: dict, vocab_size: int | None = None) -> Callable[[Path], None]:
+    """A ``beside`` writer of ``memkit_data.json``: the data a model was trained on, as ``kind`` ("text": a
+    ``TextDataSpec``'s fields; "mqar"/"passkey": a task's) and the vocabulary its tokenizer had."""
+    def write(folder: Path) -> None:
+        (Path(folder) / DATA_FILE).write_text(json.dumps({"kind": kind, "fields": fields, "vocab_size": vocab_size},
+                                                         indent=1))
+    return write
+
+
+def read_data_settings(folder: str | os.PathLike) -> dict | None:
+    """What ``write_data_settings`` wrote beside a model (None: nothing there, as for a model saved by hand)."""
+    file = Path(folder).expanduser() / DATA_FILE
+    if not file.is_file():
+        return None
+    try:
+        saved = json.loads(file.read_text())
+        if not isinstance(saved.get("fields"), dict):
+            raise ValueError("no 'fields' object")
+    except (ValueError, AttributeError) as e:
+        from memkit.models.pretrained import CheckpointError
+
+        raise CheckpointError(f"{file}: not a memkit data settings file ({e})") from None
+    return saved
+
+
+def _save_weights(model: nn.Module, out: Path, state_dict: dict | None) -> None:
     if hasattr(model, "save_pretrained"):
-        model.save_pretrained(out, state_dict=state_dict)
-        return out
+        # a copy: transformers' writer empties the dict it is given for some models (ContextKVLM as run), and the
+        # caller's is the trainer's best state, loaded back at the end of training
+        model.save_pretrained(out, state_dict=None if state_dict is None else dict(state_dict))
+        return
     torch.save(state_dict if state_dict is not None else model.state_dict(), out / "model.pt")
     spec = getattr(model, "spec", None)
     if spec is not None:
         (out / "spec.json").write_text(json.dumps({"spec": f"{type(spec).__module__}.{type(spec).__qualname__}",
                                                    "fields": spec.model_dump(mode="json")}, indent=1))
-    return out
 
 
 def load(path: str | os.PathLike, map_location="cpu") -> nn.Module:

@@ -211,6 +211,9 @@ class EpochHook:
     def resume_state(self) -> TrainState | None:
         return None
 
+    def keep_beside_model(self, write) -> None:
+        """``write(folder)`` runs each time the model is saved, into its folder (its tokenizer, its data)."""
+
 
 def _shared_memories(model: nn.Module) -> dict:
     return {name: mod.shared for name, mod in model.named_modules() if getattr(mod, "shared", None) is not None}
