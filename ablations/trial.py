@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ablations.space import apply_overrides
+from recipes.recipe import Recipe
 
 
 def is_recipe_path(name: str) -> bool:
@@ -40,8 +41,8 @@ def find_recipe_file(name: str) -> Path:
 
 
 def load_recipe(name: str):
-    """``recipes.<name>``, or a recipe file by path (a user's own, outside the repo). It must
-    define PRESETS, SPEC, ALIASES and run()."""
+    """The module ``recipes.<name>``, or a recipe file by path (a user's own, outside the repo); ``recipe_of``
+    reads its ``Recipe``."""
     if not is_recipe_path(name):
         return importlib.import_module(f"recipes.{name}")
     path = find_recipe_file(name)
@@ -54,16 +55,21 @@ def load_recipe(name: str):
     return sys.modules[mod_name]
 
 
+def recipe_of(name: str) -> Recipe:
+    """The ``Recipe`` of ``recipes.<name>`` or of a recipe file by path."""
+    return Recipe.from_module(load_recipe(name))
+
+
 def run_point(
     recipe: str, preset: str, overrides: dict[str, Any], threads: int = 0, on_epoch: Callable[[dict], None] | None = None
 ) -> dict:
-    module = load_recipe(recipe)
-    spec = apply_overrides(module.PRESETS[preset](), overrides)
+    found = recipe_of(recipe)
+    spec = apply_overrides(found.preset(preset), overrides)
     if threads:  # as many torch threads as CPUs the trial was given: trials must not oversubscribe
         import torch
 
         torch.set_num_threads(threads)
-    return module.run(spec, on_epoch=on_epoch, progress=False)
+    return found.run(spec, on_epoch=on_epoch, progress=False)
 
 
 def with_loss(row: dict) -> dict:

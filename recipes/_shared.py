@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from typing import Callable
 
@@ -72,11 +70,3 @@ def derive_from_task(data, segment_len: Callable[[dict], int | None]):
     except ValueError:  # a bad task is reported by its own validation
         pass
     return {**data, "model": model, "task": task}
-
-
-def cli(doc: str, presets: dict, run: Callable, argv=None) -> None:
-    """``python -m recipes.<name> --preset P``: one trial without Ray, figures as JSON."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(presets), default="tiny")
-    args = parser.parse_args(argv)
-    print(json.dumps(run(presets[args.preset](), progress=True), indent=2))

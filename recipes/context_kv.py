@@ -23,7 +23,8 @@ from memkit.models.context_kv_lm import ContextKVLMSpec
 from memkit.spec import Spec
 from memkit.training.oacd import OACDPretrainer, OACDSpec
 from memkit.training.trainer import TrainSpec, evaluate, train
-from recipes._shared import cli, derive_from_task, keep_task, training_figures
+from recipes._shared import derive_from_task, keep_task, training_figures
+from recipes.recipe import Recipe
 
 
 class ContextKVRecipeSpec(Spec):
@@ -124,9 +125,9 @@ def run(spec: ContextKVRecipeSpec, on_epoch: Callable[[dict], None] | None = Non
     }
 
 
-def main(argv=None) -> None:
-    cli(__doc__, PRESETS, run, argv)
-
+RECIPE = Recipe(name="context_kv", doc=__doc__, spec=SPEC, presets=PRESETS, aliases=ALIASES, run=run,
+                metrics=tuple(METRICS))
+main = RECIPE.main
 
 if __name__ == "__main__":
-    main()
+    RECIPE.main()

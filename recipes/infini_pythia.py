@@ -29,7 +29,8 @@ from memkit.eval.tasks.recall import RecallTask, accuracy_by_distance
 from memkit.models.memory_lm import MemoryLMSpec
 from memkit.spec import Spec
 from memkit.training.trainer import TrainSpec, evaluate, train
-from recipes._shared import as_dict, cli, derive_from_task, keep_task, training_figures
+from recipes._shared import as_dict, derive_from_task, keep_task, training_figures
+from recipes.recipe import Recipe
 
 
 class InfiniPythiaSpec(Spec):
@@ -179,9 +180,9 @@ def run(spec: InfiniPythiaSpec, on_epoch: Callable[[dict], None] | None = None, 
     }
 
 
-def main(argv=None) -> None:
-    cli(__doc__, PRESETS, run, argv)
-
+RECIPE = Recipe(name="infini_pythia", doc=__doc__, spec=SPEC, presets=PRESETS, aliases=ALIASES, run=run,
+                metrics=tuple(METRICS), recall=tuple(RECALL), select_by=SELECT_BY, test_split=TEST_SPLIT)
+main = RECIPE.main
 
 if __name__ == "__main__":
-    main()
+    RECIPE.main()

@@ -29,7 +29,7 @@ from memkit.training.oacd import OACDPretrainer, OACDSpec
 from memkit.training.trainer import TrainSpec, evaluate, train
 from recipes import context_kv
 from recipes._arms import Claim, claims_table, mean
-from recipes._shared import cli, keep_text_data, training_figures
+from recipes._shared import keep_text_data, training_figures
 from recipes._text import (  # noqa: F401  (preflight: the grid calls it)
     DATA_TRAIN_ALIASES,
     ArmSpec,
@@ -41,6 +41,7 @@ from recipes._text import (  # noqa: F401  (preflight: the grid calls it)
     table,
     tiny_parts,
 )
+from recipes.recipe import Recipe
 
 
 class ContextKVReportSpec(ArmSpec):
@@ -202,9 +203,9 @@ def report(rows: list[dict], names: list[str], spec: ContextKVReportSpec) -> str
     return "\n".join(out)
 
 
-def main(argv=None) -> None:
-    cli(__doc__, PRESETS, run, argv)
-
+RECIPE = Recipe(name="report_context_kv", doc=__doc__, spec=SPEC, presets=PRESETS, aliases=ALIASES, run=run,
+                metrics=tuple(METRICS), space=tuple(SPACE), report=report, preflight=preflight)
+main = RECIPE.main
 
 if __name__ == "__main__":
-    main()
+    RECIPE.main()

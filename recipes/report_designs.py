@@ -18,7 +18,7 @@ from typing import Callable, Literal
 from pydantic import model_validator
 
 from recipes._arms import Claim, by_arm, claims_table, lower, relative_change, side_by_side
-from recipes._shared import as_dict, cli
+from recipes._shared import as_dict
 from recipes._text import (  # noqa: F401  (preflight: the grid calls it)
     TextTrialSpec,
     fmt_pm,
@@ -33,6 +33,7 @@ from recipes._text import (  # noqa: F401  (preflight: the grid calls it)
     text_aliases,
     tiny_parts,
 )
+from recipes.recipe import Recipe
 
 Design = Literal["single", "multi", "hierarchical"]
 
@@ -163,9 +164,9 @@ def report(rows: list[dict], names: list[str], spec: DesignsSpec) -> str:
     return "\n".join(out)
 
 
-def main(argv=None) -> None:
-    cli(__doc__, PRESETS, run, argv)
-
+RECIPE = Recipe(name="report_designs", doc=__doc__, spec=SPEC, presets=PRESETS, aliases=ALIASES, run=run,
+                metrics=tuple(METRICS), space=tuple(SPACE), report=report, preflight=preflight)
+main = RECIPE.main
 
 if __name__ == "__main__":
-    main()
+    RECIPE.main()

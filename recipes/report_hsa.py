@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Callable
 
 from recipes._arms import Claim, by_arm, claims_table, relative_change, side_by_side
-from recipes._shared import cli
 from recipes._text import (  # noqa: F401  (the grid reads preflight here)
     TextTrialSpec,
     override,
@@ -27,6 +26,7 @@ from recipes._text import (  # noqa: F401  (the grid reads preflight here)
     text_aliases,
     tiny_parts,
 )
+from recipes.recipe import Recipe
 
 
 class HSASpec(TextTrialSpec):
@@ -103,9 +103,9 @@ def report(rows: list[dict], names: list[str], spec) -> str:
     return "\n".join(out)
 
 
-def main(argv=None) -> None:
-    cli(__doc__, PRESETS, run, argv)
-
+RECIPE = Recipe(name="report_hsa", doc=__doc__, spec=SPEC, presets=PRESETS, aliases=ALIASES, run=run,
+                metrics=tuple(METRICS), space=tuple(SPACE), report=report, preflight=preflight)
+main = RECIPE.main
 
 if __name__ == "__main__":
-    main()
+    RECIPE.main()

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Callable
 
 from recipes._arms import Claim, by_arm, claims_table, difference, mean, side_by_side
-from recipes._shared import cli
 from recipes._text import (  # noqa: F401  (preflight: the grid calls it)
     TextTrialSpec,
     fmt_count,
@@ -30,6 +29,7 @@ from recipes._text import (  # noqa: F401  (preflight: the grid calls it)
     text_aliases,
     tiny_parts,
 )
+from recipes.recipe import Recipe
 
 
 class LandmarksSpec(TextTrialSpec):
@@ -109,9 +109,9 @@ def report(rows: list[dict], names: list[str], spec: LandmarksSpec) -> str:
     return "\n".join(out)
 
 
-def main(argv=None) -> None:
-    cli(__doc__, PRESETS, run, argv)
-
+RECIPE = Recipe(name="report_landmarks", doc=__doc__, spec=SPEC, presets=PRESETS, aliases=ALIASES, run=run,
+                metrics=tuple(METRICS), space=tuple(SPACE), report=report, preflight=preflight)
+main = RECIPE.main
 
 if __name__ == "__main__":
-    main()
+    RECIPE.main()

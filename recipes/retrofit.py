@@ -43,6 +43,7 @@ from memkit.training.figures import perplexity_figures
 from memkit.training.trainer import TrainSpec, train
 from recipes._shared import keep_text_data, training_figures
 from recipes._text import DATA_TRAIN_ALIASES
+from recipes.recipe import Recipe
 
 
 class RetrofitSpec(Spec):
@@ -155,6 +156,10 @@ def run(spec: RetrofitSpec, on_epoch=None, progress=None, save_dir: str | None =
             model.save_pretrained(out / "retrofit")
             save_tokenizer(data.tokenizer, out / "retrofit")
     return figures
+
+
+RECIPE = Recipe(name="retrofit", doc=__doc__, spec=SPEC, presets=PRESETS, aliases=ALIASES, run=run,
+                metrics=tuple(METRICS), preflight=preflight)
 
 
 def main(argv=None) -> None:
