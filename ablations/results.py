@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from memkit.eval.stats import bootstrap_ci, paired_difference, solve_stats
+from memkit.eval.tables import interval_cell, markdown_table
 
 # Which way is better, for the summary.
 BETTER = {"recall_acc": max, "val_ppl": min, "params": min, "memory_bytes": min, "sec_per_epoch": min,
@@ -116,13 +117,12 @@ def fmt(v: Any) -> str:
 
 
 def _cell(r: dict, m: str, multi: bool) -> str:
-    """'mean [lo, hi]' (95% bootstrap interval over seeds; just the mean with one seed); times
-    never reached by some seeds say so ('never' when no seed reached them)."""
+    """``interval_cell`` (95% bootstrap interval over seeds; just the mean with one seed); times never reached by
+    some seeds say so ('never' when no seed reached them)."""
     mean, never = r.get(f"{m}_mean"), r.get(f"{m}_never", 0)
     if mean is None:
         return "never" if never else ""
-    spread = multi and r[f"{m}_lo"] != r[f"{m}_hi"]  # the same value at every seed needs no interval
-    text = f"{fmt(mean)} [{fmt(r[f'{m}_lo'])}, {fmt(r[f'{m}_hi'])}]" if spread else fmt(mean)
+    text = interval_cell(r if multi else {**r, "seeds": 1}, m, fmt)
     return text + (f" ({never} never)" if never else "")
 
 
@@ -159,12 +159,6 @@ def text_table(cols: list[str], cells: list[list[str]]) -> str:
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
     line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, widths))  # noqa: E731
     return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in cells])
-
-
-def markdown_table(cols: list[str], cells: list[list[str]]) -> str:
-    out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    out += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in cells]
-    return "\n".join(out)
 
 
 def _name(r: dict, key_names: list[str]) -> str:

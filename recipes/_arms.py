@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from memkit.eval.stats import paired_difference
-from recipes._text import fmt_pm, table
+from recipes._tables import fmt_pm, table
 
 ARMS = ("as_run", "careful")
 ARM_NAMES = {"as_run": "as run", "careful": "careful"}

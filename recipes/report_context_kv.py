@@ -30,17 +30,9 @@ from memkit.training.trainer import TrainSpec, evaluate, train
 from recipes import context_kv
 from recipes._arms import Claim, claims_table, mean
 from recipes._shared import keep_text_data, training_figures
-from recipes._text import (  # noqa: F401  (preflight: the grid calls it)
-    DATA_TRAIN_ALIASES,
-    ArmSpec,
-    fmt_pm,
-    labels_of,
-    override,
-    preflight,
-    report_parts,
-    table,
-    tiny_parts,
-)
+from recipes._tables import fmt_pm, labels_of, table
+from recipes._text_presets import DATA_TRAIN_ALIASES, report_parts, tiny_parts
+from recipes._text_spec import ArmSpec, override, preflight
 from recipes.recipe import Recipe
 
 

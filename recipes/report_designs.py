@@ -19,20 +19,10 @@ from pydantic import model_validator
 
 from recipes._arms import Claim, by_arm, claims_table, lower, relative_change, side_by_side
 from recipes._shared import as_dict
-from recipes._text import (  # noqa: F401  (preflight: the grid calls it)
-    TextTrialSpec,
-    fmt_pm,
-    labels_of,
-    override,
-    position_table,
-    preflight,
-    recall_tables,
-    report_parts,
-    run_text,
-    table,
-    text_aliases,
-    tiny_parts,
-)
+from recipes._tables import position_table, recall_tables
+from recipes._text import run_text
+from recipes._text_presets import report_parts, text_aliases, tiny_parts
+from recipes._text_spec import TextTrialSpec, override, preflight
 from recipes.recipe import Recipe
 
 Design = Literal["single", "multi", "hierarchical"]

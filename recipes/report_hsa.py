@@ -16,16 +16,10 @@ from __future__ import annotations
 from typing import Callable
 
 from recipes._arms import Claim, by_arm, claims_table, relative_change, side_by_side
-from recipes._text import (  # noqa: F401  (the grid reads preflight here)
-    TextTrialSpec,
-    override,
-    preflight,
-    recall_tables,
-    report_parts,
-    run_text,
-    text_aliases,
-    tiny_parts,
-)
+from recipes._tables import recall_tables
+from recipes._text import run_text
+from recipes._text_presets import report_parts, text_aliases, tiny_parts
+from recipes._text_spec import TextTrialSpec, override, preflight
 from recipes.recipe import Recipe
 
 

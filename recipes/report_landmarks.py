@@ -16,19 +16,10 @@ from __future__ import annotations
 from typing import Callable
 
 from recipes._arms import Claim, by_arm, claims_table, difference, mean, side_by_side
-from recipes._text import (  # noqa: F401  (preflight: the grid calls it)
-    TextTrialSpec,
-    fmt_count,
-    fmt_pm,
-    override,
-    preflight,
-    recall_tables,
-    report_parts,
-    run_text,
-    table,
-    text_aliases,
-    tiny_parts,
-)
+from recipes._tables import recall_tables
+from recipes._text import run_text
+from recipes._text_presets import report_parts, text_aliases, tiny_parts
+from recipes._text_spec import TextTrialSpec, override, preflight
 from recipes.recipe import Recipe
 
 

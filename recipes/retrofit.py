@@ -42,7 +42,7 @@ from memkit.spec import Spec
 from memkit.training.figures import perplexity_figures
 from memkit.training.trainer import TrainSpec, train
 from recipes._shared import keep_text_data, training_figures
-from recipes._text import DATA_TRAIN_ALIASES
+from recipes._text_presets import DATA_TRAIN_ALIASES
 from recipes.recipe import Recipe
 
 

@@ -183,8 +183,8 @@ def test_the_selection_evaluation_fits_a_whole_call_layer_past_its_positions():
     """The as-run selection path alone (no training): domain memories from sources longer than the model's
     positions, built in calls of the training length."""
     from memkit.eval.tasks.selection import selection_accuracy
-    from recipes._text import AS_RUN_LAYER
     from memkit.models.memory_lm import MemoryLMSpec
+    from recipes._as_run import AS_RUN_LAYER
 
     torch.manual_seed(0)
     model = MemoryLMSpec.create(vocab_size=64, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,

@@ -17,7 +17,6 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-
 # what a trial's data was, beside its model: ``memkit.evaluate`` reads it to measure the model as it was trained
 DATA_FILE = "memkit_data.json"
 
