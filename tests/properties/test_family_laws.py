@@ -354,7 +354,8 @@ def test_linear_writes_by_one_cumulative_sum_equal_the_write_loop(cfg, seed, T, 
         with mock.patch.object(memory_path, "cumulative_writes", wraps=memory_path.cumulative_writes) as spy:
             _, state = layer(x[:, : T // 2])  # a pending segment and written memories to start from
             y, final = layer(x[:, T // 2 :], state)
-        assert spy.call_count == (2 if strategy == "cumulative_sum" else 0)
+        calls = 1 + (T // 2 > 0)  # a call of no tokens writes nothing
+        assert spy.call_count == (calls if strategy == "cumulative_sum" else 0)
         (g,) = torch.autograd.grad((y * torch.linspace(-1, 1, y.numel(), dtype=dtype).view_as(y)).sum(), x)
         results.append((y, g, final))
     (y1, g1, s1), (y2, g2, s2) = results
