@@ -95,7 +95,7 @@ def run_text(spec: TextTrialSpec, on_epoch: Callable[[dict], None] | None = None
 
 def _selection(spec: TextTrialSpec, model, data) -> dict:
     """One domain per memory: its training text written with MemoryBuilder, held-out queries scored."""
-    L = model.memory.segment_len
+    L = spec.model.memory.segment_len  # the flat field: a whole-call layer (as run) has no segment of its own
     n = min(len(data.domains), model.memory.num_memories)
     qlen = spec.selection.query_segments * L
     sources, queries = [], []

@@ -14,9 +14,9 @@ def test_multi_memory_soft_selection_weights_memories_by_memory_norm():
     x = torch.randn(1, 6, 8, dtype=torch.float64)
     _, state = layer(x[:, :4])
     q = torch.randn(1, 2, 3, 4, dtype=torch.float64)
-    reads = layer.store.read(state.memory, q)  # [B,N,H,T,d]
+    reads = layer.path.store.read(state.memory, q)  # [B,N,H,T,d]
     w = (torch.einsum("bhtd,bnhd->bhtn", q, state.memory.z) / 2).softmax(-1)
-    torch.testing.assert_close(layer._read(Memories(state.memory), q, q, None)[0], torch.einsum("bhtn,bnhtd->bhtd", w, reads))
+    torch.testing.assert_close(layer.path.read(Memories(state.memory), q, q, None)[0], torch.einsum("bhtn,bnhtd->bhtd", w, reads))
 
 
 @pytest.mark.parametrize("written", [[0], [1], [1, 3], [0, 2]])
@@ -32,9 +32,9 @@ def test_unwritten_memories_are_not_selected(written):
     memory = replace(state.memory, empty=frozenset())  # claims nothing: no shortcut can skip a memory
     assert state.memory.written()[0].tolist() == [n in written for n in range(4)]
     q = torch.randn(1, 2, 3, 4, dtype=torch.float64)
-    reads = layer.store.read(memory, q)[:, written]  # [B,n,H,T,d]
+    reads = layer.path.store.read(memory, q)[:, written]  # [B,n,H,T,d]
     w = (torch.einsum("bhtd,bnhd->bhtn", q, memory.z[:, written]) / 2).softmax(-1)
-    torch.testing.assert_close(layer._read(Memories(memory), q, q, None)[0], torch.einsum("bhtn,bnhtd->bhtd", w, reads))
+    torch.testing.assert_close(layer.path.read(Memories(memory), q, q, None)[0], torch.einsum("bhtn,bnhtd->bhtd", w, reads))
 
 
 def test_gate_is_a_tagged_parameter_per_head():
@@ -63,19 +63,30 @@ def test_spec_rejects_bad_values_naming_the_field(fields, names):
 
 
 def test_spec_fields_match_block_signature():
+    """Defaults live in one place: a part's spec has its block's arguments, and every flat field of
+    MemoryAttentionSpec is the layer's own argument or lands in a part (``local`` as LocalSpec.kind)."""
     import inspect
 
     from memkit import MemoryAttention, MemoryStore, MemoryStoreSpec
+    from memkit.blocks.attention_spec import LocalSpec, ManyMemoriesSpec, OneMemorySpec
+    from memkit.blocks.local import LocalAttention
+    from memkit.blocks.reports.parts import ReportsSpec
 
-    for spec, block in [(MemoryAttentionSpec, MemoryAttention), (MemoryStoreSpec, MemoryStore)]:
+    for spec, block in [(LocalSpec, LocalAttention), (MemoryStoreSpec, MemoryStore)]:
         params = inspect.signature(block.__init__).parameters
-        build_only = {"compile"}  # how the spec builds the block (torch.compile), not a block setting
-        assert set(spec.model_fields) - build_only == set(params) - {"self"}
+        assert set(spec.model_fields) == set(params) - {"self"}
         for name, field in spec.model_fields.items():
-            if name in build_only:
-                continue
             if params[name].default is not inspect.Parameter.empty:
                 assert params[name].default == field.default, name
+    own = set(inspect.signature(MemoryAttention.__init__).parameters)
+    parts = set().union(*(s.model_fields for s in (LocalSpec, OneMemorySpec, ManyMemoriesSpec, ReportsSpec)))
+    # torch.compile; local -> LocalSpec.kind or ReportsSpec.local_clamped; segment_len -> FixedSegments
+    build_only = {"compile", "local", "segment_len"}
+    assert set(MemoryAttentionSpec.model_fields) - build_only <= own | parts
+    for name in MemoryAttentionSpec.model_fields.keys() & (own | parts):  # one default, wherever it lands
+        for holder in (LocalSpec, OneMemorySpec, ManyMemoriesSpec, ReportsSpec):
+            if name in holder.model_fields and name != "num_memories":
+                assert holder.model_fields[name].default == MemoryAttentionSpec.model_fields[name].default, name
 
 
 def n_params(**kw):

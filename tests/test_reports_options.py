@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from memkit import MemoryAttentionSpec
+from memkit.blocks.reports.selector import ReportsSelector
 from memkit.blocks.selector import Selector
 from memkit.ops.naive import feature
 
@@ -28,7 +29,7 @@ def test_equal_scale_gives_proper_linear_attention_and_the_reports_scale_is_1_ov
     for scale in ("equal", "reports"):
         layer = shared_layer(write_scale=scale)
         layer(x)
-        reads[scale] = layer.store.read(layer.shared.state.memory, q)
+        reads[scale] = layer.path.store.read(layer.path.shared.state.memory, q)
         _, k, v = layer.qkv(x).view(3, 8, 3, 2, 4).permute(2, 0, 3, 1, 4)
     sk = feature(k)  # every token's key and value, whole batch
     num = torch.einsum("bhtd,bhte->hde", sk, v)
@@ -44,10 +45,10 @@ def test_batch_shared_memory_carries_other_sequences_across_calls_and_resets():
     a, b = torch.randn(2, 8, 8, dtype=torch.float64), torch.randn(2, 8, 8, dtype=torch.float64)
     first, _ = layer(a)
     layer(b)
-    layer.reset_shared()
+    layer.path.reset_shared()
     again, _ = layer(a)
     torch.testing.assert_close(first, again)  # after a reset the memory is empty again
-    layer.reset_shared()
+    layer.path.reset_shared()
     layer(b)
     after_b, _ = layer(a)
     assert not torch.allclose(after_b[:1], first[:1])  # sequence 0 read what the previous batch wrote
@@ -57,7 +58,7 @@ def test_reports_selection_score_is_sigma_q_dot_landmark_unscaled():
     # d = 2: q = (0, 1) has σ(q) = (1, 2); q = (-1, 0) has σ(q) = (e⁻¹, 1). Landmark (3, 4).
     q = torch.tensor([[0.0, 1.0], [-1.0, 0.0]], dtype=torch.float64).view(1, 1, 2, 2)
     lm = torch.tensor([3.0, 4.0], dtype=torch.float64).view(1, 1, 1, 2)
-    reports = Selector(score="reports").scores(q, lm).flatten().tolist()
+    reports = ReportsSelector(score="reports").scores(q, lm).flatten().tolist()
     assert reports == pytest.approx([1 * 3 + 2 * 4, math.exp(-1) * 3 + 1 * 4])
     scaled = Selector().scores(q, lm).flatten().tolist()  # q·ℓ/√d
     assert scaled == pytest.approx([4 / math.sqrt(2), -3 / math.sqrt(2)])
@@ -83,13 +84,13 @@ def test_trainer_resets_shared_memory_every_epoch():
     model.head.float()
     model.emb.float()
     seen = []
-    orig = layer.reset_shared
-    layer.reset_shared = lambda moment: (seen.append((moment, layer.shared.state is not None)), orig(moment))[1]
+    orig = layer.path.reset_shared
+    layer.path.reset_shared = lambda moment: (seen.append((moment, layer.path.shared.state is not None)), orig(moment))[1]
     train(model, (ids, ids), (ids, ids), TrainSpec(max_epochs=2, batch_size=4, patience=5), progress=False)
     # empty at the start; written by epoch 1 before its validation; written by that validation (it writes by
     # default) before epoch 2; each time reset
     assert seen == [("training", False), ("validation", True), ("epoch", True), ("validation", True)]
-    assert layer.shared.state is not None  # the last validation wrote
+    assert layer.path.shared.state is not None  # the last validation wrote
 
 
 def test_one_group_decays_every_parameter_at_one_learning_rate():
@@ -170,7 +171,7 @@ def test_whole_call_selection_weighs_every_token_by_the_mean_score_of_the_call()
     q = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).view(1, 1, 2, 2)
     lm = torch.tensor([[2.0, 0.0], [0.0, 2.0]]).view(1, 2, 1, 2)
     written = torch.ones(1, 2, dtype=torch.bool)
-    leaky = Selector(scope="whole_call_leaks_future")(q, lm, written)
+    leaky = ReportsSelector(scope="whole_call_leaks_future")(q, lm, written)
     torch.testing.assert_close(leaky, torch.full((1, 1, 2, 2), 0.5))
     causal = Selector(scope="sequence")(q, lm, written)  # token 0 sees only itself: softmax(√2, 0)
     first = 1 / (1 + math.exp(-math.sqrt(2)))
@@ -189,9 +190,9 @@ def test_unwritten_memories_kept_at_zero_take_their_softmax_share():
     lm = torch.tensor([[math.log(3), 0.0], [0.0, 0.0]]).view(1, 2, 1, 2)
     f = torch.ones(1, 1, 1, 2)
     written = torch.tensor([[True, False]])
-    kept = Selector(score="reports", unwritten="kept_at_zero").weights(f, lm, written)
+    kept = ReportsSelector(score="reports", unwritten="kept_at_zero").weights(f, lm, written)
     torch.testing.assert_close(kept.flatten(), torch.tensor([0.75, 0.25]))
-    torch.testing.assert_close(Selector(score="reports").weights(f, lm, written).flatten(), torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(ReportsSelector(score="reports").weights(f, lm, written).flatten(), torch.tensor([1.0, 0.0]))
     # in the layer too, although a fresh state knows memory 1 is empty (that shortcut must not apply)
     layer = MemoryAttentionSpec(hidden_size=2, num_heads=1, num_memories=2, selection_score="reports",
                                 unwritten_memories="kept_at_zero").build().double()
@@ -202,7 +203,7 @@ def test_unwritten_memories_kept_at_zero_take_their_softmax_share():
     M[0, 0], z[0, 0] = M0, z0
     memory = replace(state, M=M, z=z, empty=frozenset({1}))
     q = torch.zeros(1, 1, 1, 2, dtype=torch.float64)
-    got, _ = layer._read(Memories(memory), q, feature(q), None)
+    got, _ = layer.path.read(Memories(memory), q, feature(q), None)
     torch.testing.assert_close(got, 0.75 * naive_read(M0[None], z0[None], q, layer.eps))
 
 
@@ -212,7 +213,7 @@ def test_the_reports_gate_reads_the_coarse_memory_through_a_relu():
     torch.manual_seed(0)
     layer = MemoryAttentionSpec(hidden_size=8, num_heads=2, segment_len=3, num_memories=2, hierarchy="soft",
                                 gate_input="coarse_read_relu").build().double()
-    mlp = layer.expansion.mlp
+    mlp = layer.path.expansion.mlp
     with torch.no_grad():  # p = sigmoid(relu(r₀)), r₀ = the coarse read's first coordinate (head 0, dim 0)
         for lin in (mlp[0], mlp[2]):
             lin.weight.zero_()
@@ -227,7 +228,7 @@ def test_the_reports_gate_reads_the_coarse_memory_through_a_relu():
     r0 = naive_read(M, z, q, layer.eps)[0, 0, :, 0]
     assert layer.last_expand_share == pytest.approx(float(torch.sigmoid(torch.relu(r0)).mean().detach()))
     assert isinstance(mlp[1], torch.nn.ReLU)
-    assert isinstance(MemoryAttentionSpec(num_memories=2, hierarchy="soft").build().expansion.mlp[1], torch.nn.GELU)
+    assert isinstance(MemoryAttentionSpec(num_memories=2, hierarchy="soft").build().path.expansion.mlp[1], torch.nn.GELU)
 
 
 def test_nan_guard_turns_a_nan_memory_read_into_no_memory():
@@ -240,7 +241,7 @@ def test_nan_guard_turns_a_nan_memory_read_into_no_memory():
                                            empty=frozenset()))
     x = torch.randn(1, 4, 8, dtype=torch.float64)
     torch.testing.assert_close(layer(x, broken)[0], layer(x, fresh)[0])  # an empty memory reads exactly 0
-    layer.nan_guard = False
+    layer.clean_read = None
     assert layer(x, broken)[0].isnan().all()
 
 
@@ -250,8 +251,8 @@ def test_shared_reset_policies(policy, emptied):
     x = torch.randn(2, 8, 8, dtype=torch.float64)
     for moment in ("training", "epoch", "validation"):
         layer(x)
-        layer.reset_shared(moment)
-        assert (layer.shared.state is None) == (moment in emptied), moment
+        layer.path.reset_shared(moment)
+        assert (layer.path.shared.state is None) == (moment in emptied), moment
 
 
 @pytest.mark.parametrize("regime", ["writes", "read_only"])
@@ -262,10 +263,10 @@ def test_shared_validation_regimes(regime):
     x = torch.randn(2, 8, 8, dtype=torch.float64)
     layer.train()
     layer(x)
-    layer.reset_shared("validation")
+    layer.path.reset_shared("validation")
     layer.eval()
     y, _ = layer(x)
-    assert (layer.shared.state.memory.writes == 1) == (regime == "writes")
+    assert (layer.path.shared.state.memory.writes == 1) == (regime == "writes")
     with torch.no_grad():
         layer.gate_logit.fill_(-1e4)  # g = 0: out(A_dot) alone
         local_only, _ = layer(x)
@@ -281,7 +282,7 @@ def test_hsa_last_keys_parameters_are_the_reports():
         return sum(p.numel() for p in MemoryAttentionSpec(hidden_size=512, num_heads=8, num_memories=4, bias=False,
                                                           **kw).build().parameters())
     assert count(landmark="hsa_last_keys", selection_query="projection") - count() == 1_095_168
-    per_head = MemoryAttentionSpec(num_memories=4, landmark="hsa_last_keys").build().landmark.head_encoders[0]
+    per_head = MemoryAttentionSpec(num_memories=4, landmark="hsa_last_keys").build().path.landmark.head_encoders[0]
     assert sum(p.numel() for p in per_head.parameters()) == 104_128
 
 
@@ -297,9 +298,9 @@ def test_hsa_last_keys_keeps_each_memorys_last_raw_keys_and_encodes_only_those()
     assert state.lm_count.tolist() == [[3, 3]] and not state.lm_sum.requires_grad
     # a memory holding fewer keys than it keeps encodes those alone (the padding is masked)
     _, short = layer(x[:, :2])
-    encoder = layer.landmark.head_encoders[1]
+    encoder = layer.path.landmark.head_encoders[1]
     alone = encoder(k[:, 1:2, None, :2].reshape(1, 1, 2, 4))
-    torch.testing.assert_close(layer.landmark.landmarks(None, short.lm_sum, short.lm_count)[:, 0, 1], alone[:, 0])
+    torch.testing.assert_close(layer.path.landmark.landmarks(None, short.lm_sum, short.lm_count)[:, 0, 1], alone[:, 0])
     # a segment longer than the memory keeps: its last keys
     long = MemoryAttentionSpec(hidden_size=8, num_heads=2, segment_len=4, num_memories=2, landmark="hsa_last_keys",
                                hsa_keys=3).build().double()
@@ -312,7 +313,7 @@ def test_batch_shared_hsa_keeps_the_last_sequence_of_the_last_batch():
     x = torch.randn(3, 6, 8, dtype=torch.float64)
     layer(x)
     k = layer.qkv(x).view(3, 6, 3, 2, 4)[:, :, 1].transpose(1, 2)
-    state = layer.shared.state
+    state = layer.path.shared.state
     assert state.lm_count.tolist() == [[6, 0]]
     torch.testing.assert_close(state.lm_sum[0, 0, :, 2:], k[-1])
 

@@ -19,8 +19,8 @@ def model(landmark="mean_k", key_shift=False, **memory):
 
 def record_weights(m, into: list) -> None:
     """Every weighting the layer's selector computes during forward is appended to ``into``."""
-    compute = m.memory.selector.weights
-    m.memory.selector.weights = lambda *args: into.append(compute(*args)) or into[-1]
+    compute = m.memory.path.selector.weights
+    m.memory.path.selector.weights = lambda *args: into.append(compute(*args)) or into[-1]
 
 
 def test_selection_weights_are_the_weights_the_layer_reads_with():

@@ -1,12 +1,15 @@
 """Memory blocks: ``nn.Module`` s with their specs, which know nothing of models, data or training.
 
 ``store`` (compressive matrix memory and its explicit state), ``attention`` (the Infini-attention
-layer and its segment loop), ``batch_shared`` (the reports' one memory shared by a batch),
-``landmark`` and ``selector`` (choosing among N memories), ``hierarchical`` (coarse memory and
-expansion gate), ``context_kv`` (context vectors and attention over their keys and values).
+layer: local attention + one memory path; ``attention_spec`` its settings), ``local`` (the local
+branch), ``memory_path`` and ``many_memories`` (the per-sequence memory paths; ``writes`` their write
+strategies), ``landmark`` and ``selector`` (choosing among N memories), ``hierarchical`` (coarse memory
+and expansion gate), ``diagnostics`` (knock-outs and a recorder of the gate's share), ``context_kv``
+(context vectors and attention over their keys and values); ``reports/``: the reports' code as options.
 """
 
-from memkit.blocks.attention import MemoryAttention, MemoryAttentionSpec, MemoryAttentionState
+from memkit.blocks.attention import MemoryAttention, MemoryAttentionState
+from memkit.blocks.attention_spec import MemoryAttentionSpec
 from memkit.blocks.context_kv import ContextBlock, ContextKVCache, ContextKVCacheSpec
 from memkit.blocks.hierarchical import ExpansionGate
 from memkit.blocks.landmark import ChunkEncoder, Landmark

@@ -2,10 +2,9 @@
 
 Memories are additive: C = Σ_n M_n (and Σ_n z_n) can be formed, the M_n cannot be recovered
 from C, so the fine memories are kept and the coarse one is derived on read.
-The gate p = sigmoid(MLP(·)), MLP(hidden → hidden/4 → 1), reads (``gate_input``):
-- ``hidden_gelu`` (default): the token's hidden state, with a GELU (DESIGN.md's gate);
-- ``coarse_read_relu``: the coarse memory's read of the token (all heads, hidden wide), with a ReLU:
-  the reports' code (DESIGN.md, last section); the gate then sees what memory returns, not the token.
+The gate p = sigmoid(MLP(x)), MLP(hidden → hidden/4 → 1) with a GELU, reads the token's hidden
+state x (docs/design.md). The reports' gate, which reads the coarse memory's read through a ReLU, is
+``memkit.blocks.reports.gate.CoarseReadGate``.
 The mix:
 - ``soft``: A_mem = p·fine + (1−p)·coarse;
 - ``hard``: p ≥ 0.5 picks fine (straight-through gradient). The fine read is computed for every
@@ -28,21 +27,25 @@ def coarse(M: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 
 class ExpansionGate(nn.Module):
-    """x [B,T,D] -> p [B,T]: probability of expanding to the fine memories. x is the token's hidden
-    state, or the coarse memory's read (``gate_input="coarse_read_relu"``)."""
+    """x [B,T,D] -> p [B,T]: probability of expanding to the fine memories, from the token's hidden state."""
 
-    def __init__(self, hidden_size: int, mode: str = "soft", gate_input: str = "hidden_gelu"):
+    def __init__(self, hidden_size: int, mode: str = "soft", activation: type[nn.Module] = nn.GELU):
         super().__init__()
-        self.mode, self.gate_input = mode, gate_input
-        act = nn.ReLU() if gate_input == "coarse_read_relu" else nn.GELU()
+        self.mode = mode
+        act = activation()
         self.mlp = nn.Sequential(nn.Linear(hidden_size, hidden_size // 4), act, nn.Linear(hidden_size // 4, 1))
-
-    @property
-    def reads_coarse(self) -> bool:
-        return self.gate_input == "coarse_read_relu"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.mlp(x)).squeeze(-1)
+
+    def token_gate(self, x: torch.Tensor) -> torch.Tensor | None:
+        """p [B,T] from the hidden states x [B,T,D], known before any read."""
+        return self(x)
+
+    def on_read(self, p: torch.Tensor, rough: torch.Tensor) -> torch.Tensor:
+        """The probabilities a read mixes with, given ``token_gate``'s p [B,L] and the coarse read
+        rough [B,H,L,d]: p itself."""
+        return p
 
     def mix_weight(self, p: torch.Tensor) -> torch.Tensor:
         """Weight of the fine read: p (soft) or 1[p ≥ 0.5] with p's gradient (hard)."""

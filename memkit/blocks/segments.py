@@ -1,9 +1,10 @@
-"""What travels between the steps of ``MemoryAttention``'s segment loop, as two small named values.
+"""What travels between the steps of ``MemoryAttention``'s segment loop, as small named values.
 
 - ``Segments``: one call's projections cut into segments of L tokens, the previous call's
   incomplete segment in front; the local branch, the reads and the writes all take it.
 - ``Memories``: the N memories as one segment reads them (``MemoryState`` plus the landmark
   sums that ``mean_k`` and ``hsa`` keep); every write makes a new one.
+- ``FixedSegments``: how long a segment is (``segment_len`` tokens).
 
 Axes: B batch, H heads, S segments, L segment length, d head dim, N memories.
 """
@@ -25,9 +26,7 @@ class Segments:
 
     ``pending``: tokens at the front that the previous call already returned (the incomplete segment
     it left); ``end``: real tokens (pending + this call's); ``full``: complete segments, the ones
-    written; ``last_k`` [B,H,1,d]: this call's last unshifted key (``key_shift`` binds across calls);
-    ``call_q_sel`` [B,H,1,d]: the mean selection feature over every token of the call, which every
-    segment selects with under ``selection_scope="whole_call_leaks_future"`` (else None).
+    written; ``last_k`` [B,H,1,d]: this call's last unshifted key (``key_shift`` binds across calls).
     """
 
     q: torch.Tensor
@@ -39,7 +38,6 @@ class Segments:
     end: int
     full: int
     last_k: torch.Tensor
-    call_q_sel: torch.Tensor | None = None
 
     @property
     def count(self) -> int:
@@ -56,12 +54,6 @@ class Segments:
         [B,H,P',d]."""
         return t.flatten(2, 3)[:, :, self.full * self.length : self.end]
 
-    def selection(self, s: int) -> torch.Tensor:
-        """Segment s's selection features [B,H,L,d] (the call's mean for a whole-call selection)."""
-        if self.call_q_sel is not None:
-            return self.call_q_sel.expand(-1, -1, self.length, -1)
-        return self.q_sel[:, :, s]
-
     def gate(self, s: int) -> torch.Tensor | None:
         """Segment s's gate probabilities [B,L] (None without hierarchy)."""
         return None if self.gate_p is None else self.gate_p[:, s]
@@ -70,10 +62,20 @@ class Segments:
 @dataclass(frozen=True)
 class Memories:
     """memory: M [B,(N,)H,d,d] and z; lm_sum and lm_count: the landmark's running state (``mean_k``,
-    ``hsa``, ``hsa_last_keys`` only, else None); landmarks [B,N,H,d]: the landmarks themselves when the
+    ``hsa``, the reports' last-keys landmark; else None); landmarks [B,N,H,d]: the landmarks themselves when the
     caller computed them once for many rows (the batch-shared memory), else None (computed on read)."""
 
     memory: MemoryState
     lm_sum: torch.Tensor | None = None
     lm_count: torch.Tensor | None = None
     landmarks: torch.Tensor | None = None
+
+
+class FixedSegments:
+    """Segments of ``segment_len`` tokens, whatever the call's length n."""
+
+    def __init__(self, segment_len: int):
+        self.segment_len = segment_len
+
+    def length(self, n: int) -> int:
+        return self.segment_len

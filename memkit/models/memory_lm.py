@@ -149,7 +149,7 @@ class MemoryLM(SpecModel, GenerateMixin):
         """Tokens per segment: the memory's (None when each call is one segment), or the window of a plain
         model in 'segment' mode (else None)."""
         if self.memory is not None:
-            return None if self.memory.segmentation == "whole_call" else self.memory.segment_len
+            return self.memory.segment_len
         return self.window_len if self.local_window == "segment" else None
 
     @property

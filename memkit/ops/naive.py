@@ -1,7 +1,7 @@
 """Plain per-token reference recurrences: the specification the fast paths are tested against.
 
 Axes: B batch, H heads, T tokens, d head dim. One memory per call (M [B,H,d,d], z [B,H,d]).
-Loops are over tokens on purpose, so each line can be checked by eye against DESIGN.md.
+Loops are over tokens on purpose, so each line can be checked by eye against docs/design.md.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 
 def feature(x: torch.Tensor) -> torch.Tensor:
-    """σ(x) = ELU(x) + 1, the positive feature map of Infini-attention."""
+    """σ(x) = ELU(x) + 1, the positive feature map of Infini-attention. The fast paths keep their own
+    (``memory.feature``), so a wrong σ there fails the reference tests."""
     return F.elu(x) + 1.0
 
 

@@ -115,11 +115,17 @@ KNOWN_EXCEPTIONS = {"selection_scope": "whole_call_leaks_future", "segmentation"
                     "memory_scope": "batch_shared", "hsa_dropout": "> 0 in training"}
 
 
+def used(cfg: dict) -> dict:
+    """cfg with the fields that mean nothing for its design at their defaults (setting them is a SpecError)."""
+    inert = MemoryAttentionSpec.inert_fields(cfg)
+    return {k: MemoryAttentionSpec.model_fields[k].default if k in inert else v for k, v in cfg.items()}
+
+
 @st.composite
 def every_option(draw, scope=st.sampled_from(["sequence"]), selection_scope=st.sampled_from(["token", "sequence"]),
                  segmentation=st.just("fixed"), hsa_dropout=st.just(0.0)):
     N = draw(st.integers(1, 3))
-    return {
+    return used({
         "segment_len": draw(st.integers(1, 4)),
         "update": draw(st.sampled_from(["linear", "delta"])),
         "num_memories": N,
@@ -149,7 +155,8 @@ def every_option(draw, scope=st.sampled_from(["sequence"]), selection_scope=st.s
         "nan_guard": draw(st.booleans()),
         "shared_reset": draw(st.sampled_from(["each_epoch", "once"])),
         "shared_validation": draw(st.sampled_from(["writes", "read_only"])),
-    }
+        "write_strategy": draw(st.sampled_from(["loop", "cumulative_sum"])),
+    })
 
 
 @settings(max_examples=1)
@@ -210,11 +217,11 @@ def test_batch_shared_memory_runs_every_option_call_after_call_and_stays_causal(
         t = data.draw(st.integers(0, T - 2))
         x2 = x.clone()
         x2[:, t + 1 :] += 1.0
-        snapshot = layer.shared.state
+        snapshot = layer.path.shared.state
         y2, _ = layer(x2)
-        layer.shared.state = snapshot
+        layer.path.shared.state = snapshot
         torch.testing.assert_close(y2[:, : t + 1], layer(x)[0][:, : t + 1])
-    layer.reset_shared("training")
+    layer.path.reset_shared("training")
     torch.testing.assert_close(layer(x)[0], first)
 
 
@@ -268,7 +275,7 @@ def test_a_shut_gate_reads_the_coarse_memory_and_an_open_one_the_fine_ones(seed,
     single.load_state_dict(hier.state_dict(), strict=False)
     multi.load_state_dict(hier.state_dict(), strict=False)
     x = torch.randn(2, 13, 8, dtype=torch.float64)
-    last = hier.expansion.mlp[2]
+    last = hier.path.expansion.mlp[2]
     with torch.no_grad():
         last.weight.zero_()
         last.bias.fill_(-40.0)
@@ -286,10 +293,10 @@ def test_batched_segment_reads_equal_the_per_segment_reference(cfg, seed, T, gro
     layer = MemoryAttentionSpec(hidden_size=8, num_heads=2, segment_len=3, update="delta", **cfg).build().double()
     layer.train(train)
     x = torch.randn(2, T, 8, dtype=torch.float64, requires_grad=True)
-    layer.read_group = 1  # reference: one read call per segment
+    layer.path.read_group = 1  # reference: one read call per segment
     ref, _ = layer(x)
     (g_ref,) = torch.autograd.grad(ref.square().sum(), x)
-    layer.read_group = group
+    layer.path.read_group = group
     fast, _ = layer(x)
     (g_fast,) = torch.autograd.grad(fast.square().sum(), x)
     torch.testing.assert_close(fast, ref)
@@ -307,9 +314,9 @@ def test_skipping_memories_known_empty_changes_nothing(seed, N, segments, landma
     from dataclasses import replace
 
     torch.manual_seed(seed % 1000)
-    layer = MemoryAttentionSpec(hidden_size=8, num_heads=2, segment_len=3, num_memories=N, landmark=landmark,
+    layer = MemoryAttentionSpec(**used(dict(hidden_size=8, num_heads=2, segment_len=3, num_memories=N, landmark=landmark,
                                 selection=selection, hierarchy=hierarchy if N > 1 else "none",
-                                write_policy=write_policy, update="delta").build().double()
+                                write_policy=write_policy, update="delta"))).build().double()
     x = rand((2, 3 * segments, 8), seed).requires_grad_()
     fresh = layer.init_state(2, dtype=torch.float64)
     unknown = replace(fresh, memory=replace(fresh.memory, empty=frozenset()))
@@ -324,20 +331,31 @@ def test_skipping_memories_known_empty_changes_nothing(seed, N, segments, landma
 
 
 @given(cfg=every_option(), seed=seeds, T=st.integers(1, 16), train=st.booleans(),
-       dtype=st.sampled_from([torch.float64, torch.float32]))
-def test_linear_writes_by_one_cumulative_sum_equal_the_write_loop(cfg, seed, T, train, dtype):
+       dtype=st.sampled_from([torch.float64, torch.float32]), policy=st.sampled_from(["round_robin", "fill"]),
+       landmark=st.sampled_from(["memory_norm", "memory_norm_normalised", "mean_k", "learned", "hsa"]))
+def test_linear_writes_by_one_cumulative_sum_equal_the_write_loop(cfg, seed, T, train, dtype, policy, landmark):
     """The cumulative-sum path (linear writes into memories known in advance) beside the plain loop it
-    replaces: outputs, gradients and the carried state agree (fp64 1e-10, fp32 1e-5)."""
+    replaces: outputs, gradients and the carried state agree (fp64 1e-10, fp32 1e-5). Every example takes
+    the cumulative-sum path on one side and the loop on the other."""
+    from unittest import mock
+
+    from memkit.blocks import memory_path
+
     torch.manual_seed(seed)
-    layer = MemoryAttentionSpec(hidden_size=8, num_heads=2, **{**cfg, "update": "linear"}).build().to(dtype)
-    layer.train(train)
+    cfg = used({**cfg, "update": "linear", "write_policy": policy, "landmark": landmark})  # writes that add up
+    layers = {s: MemoryAttentionSpec(hidden_size=8, num_heads=2, **{**cfg, "write_strategy": s}).build().to(dtype)
+              for s in ("cumulative_sum", "loop")}
+    layers["loop"].load_state_dict(layers["cumulative_sum"].state_dict())
     x = torch.randn(2, T, 8, dtype=dtype, requires_grad=True)
     tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
     results = []
-    for cumulative in (True, False):
-        layer.cumulative_writes = cumulative
-        _, state = layer(x[:, : T // 2])  # a pending segment and written memories to start from
-        y, final = layer(x[:, T // 2 :], state)
+    for strategy, layer in layers.items():
+        layer.train(train)
+        with mock.patch.object(memory_path, "cumulative_writes", wraps=memory_path.cumulative_writes) as spy:
+            _, state = layer(x[:, : T // 2])  # a pending segment and written memories to start from
+            y, final = layer(x[:, T // 2 :], state)
+        calls = 1 + (T // 2 > 0)  # a call of no tokens writes nothing
+        assert spy.call_count == (calls if strategy == "cumulative_sum" else 0)
         (g,) = torch.autograd.grad((y * torch.linspace(-1, 1, y.numel(), dtype=dtype).view_as(y)).sum(), x)
         results.append((y, g, final))
     (y1, g1, s1), (y2, g2, s2) = results

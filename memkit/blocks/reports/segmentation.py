@@ -1,0 +1,12 @@
+"""The reports' segmentation: none. Each call is one segment, written when the call ends (docs/design.md,
+the reports' options): a sequence fed in pieces then differs from it fed whole."""
+
+from __future__ import annotations
+
+
+class WholeCall:
+    """Each call of n tokens is one segment of n tokens."""
+
+    def length(self, n: int) -> int:
+        return n
+
