@@ -7,7 +7,6 @@ enum, optional) and every grid point is validated by the spec before any trial s
 
 from __future__ import annotations
 
-import itertools
 import types
 import typing
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from ablations.inert import distinct_points
 from memkit.spec import Spec, SpecError
 
 
@@ -202,8 +202,9 @@ def apply_overrides(base: Spec, overrides: dict[str, Any]) -> Spec:
 
 def grid_points(base: Spec, space: list[tuple[str, str, list]]) -> list[dict[str, Any]]:
     """Cross product of the space as [{dotted path: value}], each validated against the spec."""
-    paths = [p for _, p, _ in space]
-    points = [dict(zip(paths, combo)) for combo in itertools.product(*[v for _, _, v in space])]
+    points, merged = distinct_points(space, lambda point: apply_overrides(base, point))  # inert fields: once
+    if merged:
+        print(merged)
     keys = {p: k for k, p, _ in space}
     for point in points:
         try:

@@ -4,9 +4,9 @@ The flat fields (the ``--space`` keys, saved ``config.json`` files) map onto sma
 ``LocalSpec`` (the local branch), one memory path (``OneMemorySpec``, or ``ManyMemoriesSpec`` with its
 write policy, landmark, selector and hierarchy) and ``ReportsSpec`` (everything that reproduces the
 reports' code). A field the chosen design does not use must stay at its default: setting it is a
-``SpecError`` naming the design and the field (``inert_fields`` lists them). ``ignoring_inert_fields``
-resets them silently instead, for settings saved before that rule and for grids, which run points that
-differ only there once.
+``SpecError`` naming the design and the field (``inert_fields`` lists them). Inside a model's or recipe's
+settings such a field is kept (a preset carries it for the designs a grid sets: ``memories=1,4`` with a
+landmark); ``ignoring_inert_fields`` resets it instead, so a grid runs points that differ only there once.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Iterator, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 from torch import nn
 
 from memkit.blocks.attention import MemoryAttention
@@ -177,19 +177,22 @@ class MemoryAttentionSpec(Spec):
 
     @model_validator(mode="before")
     @classmethod
-    def _used(cls, data):
+    def _used(cls, data, info: ValidationInfo):
+        """A field the design ignores: a SpecError for a layer's own settings. Inside a model's or a
+        recipe's settings it is kept (a preset carries it for the designs a grid sets); a grid, within
+        ``ignoring_inert_fields``, resets it and runs the points that differ only there once."""
         if not isinstance(data, dict):
             return data
         inert = cls.inert_fields({k: v for k, v in data.items() if k in cls.model_fields})
         away = [f for f in inert if f in data and data[f] != cls.model_fields[f].default]
         ignored = _ignored.get()
-        if away and ignored is None:
+        if away and ignored is not None:
+            ignored.extend(f for f in away if f not in ignored)
+            return {k: v for k, v in data.items() if k not in away}
+        if away and info.field_name is None:
             f = away[0]
             raise ValueError(f"{f}: means nothing for {inert[f]}; leave it at its default "
                              f"{cls.model_fields[f].default!r} (got {data[f]!r})")
-        if away:
-            ignored.extend(f for f in away if f not in ignored)
-            data = {k: v for k, v in data.items() if k not in away}
         return data
 
     @model_validator(mode="after")
