@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
-from memkit.cli import quiet_transformers, run
+from memkit.cli import UsageError, quiet_transformers, run
 from memkit.data.corpus import TextDataSpec
 from memkit.eval.tasks.passkey import PasskeyTask
 from memkit.eval.tasks.recall import RecallTask
@@ -108,10 +109,26 @@ def evaluate(args) -> dict:
     return figures.mqar_figures(model, task, args.seed, args.batch_size)
 
 
+def check(args) -> None:
+    """The arguments' ranges, before the model loads."""
+    for flag, value in (("--batch-size", args.batch_size), ("--seq-len", args.seq_len),
+                        ("--val-samples", args.val_samples), ("--max-chars", args.max_chars), ("--vocab", args.vocab)):
+        if value < 1:
+            raise UsageError(f"{flag}: {value}; give at least 1")
+    if args.seed < 0 or args.split_seed < 0:
+        raise UsageError(f"--seed and --split-seed must be >= 0, got {args.seed} and {args.split_seed}")
+
+
+def finite_or_null(figures: dict) -> dict:
+    """JSON has no NaN: a figure that could not be measured (nothing scored) is null."""
+    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in figures.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    check(args)
     quiet_transformers()
-    print(json.dumps(evaluate(args), indent=2))
+    print(json.dumps(finite_or_null(evaluate(args)), indent=2, allow_nan=False))
 
 
 def entry() -> None:
