@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import sys
+from pathlib import Path
 from typing import Callable
 
 from memkit.eval.tasks.recall import RecallTask
@@ -52,7 +55,31 @@ def derive_from_task(data, segment_len: Callable[[dict], int | None]):
 
 def cli(doc: str, presets: dict, run: Callable, argv=None) -> None:
     """``python -m recipes.<name> --preset P``: one trial without Ray, figures as JSON."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--preset", choices=sorted(presets), default="tiny")
     args = parser.parse_args(argv)
-    print(json.dumps(run(presets[args.preset](), progress=True), indent=2))
+    with one_line_errors(recipe_name(run)):
+        print(json.dumps(run(presets[args.preset](), progress=True), indent=2))
+
+
+def recipe_name(run: Callable) -> str:
+    """The recipe a ``run`` belongs to, by its file (under ``python -m`` its module is ``__main__``)."""
+    return Path(sys.modules[run.__module__].__file__).stem
+
+
+@contextlib.contextmanager
+def one_line_errors(recipe: str):
+    """A recipe run from its command line: a user's mistake (a spec value, data that is not there) is one line
+    and exit status 2; the Debian corpus missing says how to give other text, which only the grid takes."""
+    from memkit.data.corpus import CorpusMissing, DataError
+    from memkit.spec import SpecError
+
+    try:
+        yield
+    except CorpusMissing as e:
+        print(f"error: {e}, or run it on your own text: python -m ablations.grid --recipe {recipe} --space "
+              "source=<your files>", file=sys.stderr)
+        sys.exit(2)
+    except (SpecError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from memkit.cli import UsageError, quiet_transformers, run
-from memkit.data.corpus import TextDataSpec
+from memkit.data.corpus import CorpusMissing, TextDataSpec
 from memkit.eval.tasks.passkey import PasskeyTask
 from memkit.eval.tasks.recall import RecallTask
 from memkit.eval.tasks.reversal import ReversalTask
@@ -92,7 +92,10 @@ def evaluate(args) -> dict:
         reversal = ReversalTask.create(**fields) if args.task == "reversal" else ReversalTask()
         if fields and args.task != "reversal":
             raise SpecError(f"--set: the {args.task} task has no fields; give data options instead")
-        data = text_data(args, reversal)
+        try:
+            data = text_data(args, reversal)
+        except CorpusMissing as e:
+            raise UsageError(f"{e}, or give your own text: --source <your files>") from None
         check_vocab(model, data.vocab_size, "the tokenizer")
         if args.task == "ppl":
             return figures.perplexity_figures(model, data.val, args.batch_size)

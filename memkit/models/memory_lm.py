@@ -250,7 +250,10 @@ class MemoryLMSpec(Spec):
         if isinstance(data, dict):
             memory = data.get("memory", {})
             memory = memory.model_dump() if isinstance(memory, MemoryAttentionSpec) else dict(memory)
-            if memory.get("num_memories") == 0:  # the grid's "memories=0": no memory layer, same window
+            n = memory.get("num_memories")
+            if isinstance(n, int) and not isinstance(n, bool) and n < 0:  # 0 is allowed here: say so
+                raise ValueError(f"memory.num_memories must be >= 0 (0: no memory layer, the baseline), got {n}")
+            if n == 0 and not isinstance(n, bool):  # the grid's "memories=0": no memory layer, same window
                 memory["num_memories"] = 1
                 data = {**data, "memory_layer": None}
             given = memory if isinstance(data.get("memory"), dict) else {
