@@ -21,7 +21,7 @@ import math
 import sys
 from pathlib import Path
 
-from memkit.cli import UsageError, quiet_transformers, run
+from memkit.cli import Parser, UsageError, quiet_transformers, run
 from memkit.data.corpus import CorpusMissing, TextDataSpec
 from memkit.eval.tasks.passkey import PasskeyTask
 from memkit.eval.tasks.recall import RecallTask
@@ -35,7 +35,7 @@ TASKS = ("ppl", "position", "passkey", "mqar", "reversal")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m memkit.evaluate", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m memkit.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("dir", help="a saved model's directory")
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--batch-size", type=int, default=32)

@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-from memkit.cli import UsageError, quiet_transformers, run
+from memkit.cli import Parser, UsageError, quiet_transformers, run
 from memkit.data.tokenizer import tokenizer_beside
 from memkit.models.builder import MemoryBuilder
 from memkit.models.generation import sampling_errors
@@ -22,7 +22,7 @@ from memkit.models.pretrained import CheckpointError
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m memkit.generate", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m memkit.generate", description=__doc__.splitlines()[0])
     p.add_argument("dir", help="a saved model's directory")
     p.add_argument("--prompt", required=True, help="the text to continue")
     p.add_argument("--max-new-tokens", type=int, default=50)
