@@ -57,8 +57,9 @@ from ablations.space import (
 )
 from ablations.storage import StorageError, check_storage
 from ablations.sweep import choose_rates, parse_rates
-from ablations.tracking import check_loggers, logger_callbacks
+from ablations.tracking import check_loggers, logger_callbacks, quiet_tune_loggers, worker_env
 from ablations.trial import is_recipe_path, load_recipe
+from memkit.data.corpus import CorpusMissing
 
 METRICS = ["recall_acc", "val_ppl", "params", "memory_bytes", "sec_per_epoch", "tokens_per_s", "best_epoch", "epochs",
            "expand_share"]
@@ -150,6 +151,51 @@ def _check_recipe(name: str):
     return module
 
 
+def check_writable(folder: str, flag: str) -> None:
+    """The grid's results go under ``folder``: it must be a folder this process can create and write in."""
+    probe = Path(folder).expanduser() / f".memkit-probe-{os.getpid()}"
+    try:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"{flag} {folder!r}: cannot write there ({e.strerror or e}); give a folder you can "
+                         "write in") from None
+
+
+def check_resources(args) -> None:
+    """A trial Ray can never place waits forever: refuse it here. Without ``--address`` the local Ray has
+    ``--num-cpus`` CPUs (default: this machine's); a cluster's nodes are checked once Ray has joined it."""
+    if args.cpus_per_trial < 1:
+        raise UsageError(f"--cpus-per-trial must be >= 1, got {args.cpus_per_trial}")
+    if args.num_cpus is not None and args.num_cpus < 1:
+        raise UsageError(f"--num-cpus must be >= 1 (the CPUs a local Ray may use), got {args.num_cpus}")
+    if args.num_gpus is not None and args.num_gpus < 0:
+        raise UsageError(f"--num-gpus must be >= 0, got {args.num_gpus:g}")
+    if args.address:
+        if args.num_cpus is not None or args.num_gpus is not None:
+            raise UsageError("--num-cpus and --num-gpus size a local Ray; a cluster (--address) has its own")
+        return
+    cpus = args.num_cpus if args.num_cpus is not None else os.cpu_count() or 1
+    if args.cpus_per_trial > cpus:
+        where = f"--num-cpus {cpus}" if args.num_cpus is not None else f"this machine has {cpus}"
+        raise UsageError(f"--cpus-per-trial {args.cpus_per_trial}: a trial could never start ({where}); give at "
+                         f"most {cpus}")
+
+
+def check_min_epochs(spec, space) -> None:
+    """``min_epochs`` above the cap (``max_epochs``) when the user set it: no trial could stop as converged."""
+    for key, path, _ in space:
+        if not path.endswith("min_epochs"):
+            continue
+        train = spec
+        for part in path.split(".")[:-1]:
+            train = getattr(train, part)
+        if train.min_epochs > getattr(train, "max_epochs", train.min_epochs):
+            raise SpaceError(f"--space {key}={train.min_epochs}: above the cap, max_epochs ({train.max_epochs}), so "
+                             "no trial could stop as converged; give min_epochs <= max_epochs (alias epochs)")
+
+
 def check_inputs(args) -> tuple[Any, list, list[dict]]:
     """Everything a user can get wrong, checked before Ray starts."""
     if args.resume:
@@ -170,6 +216,8 @@ def check_inputs(args) -> tuple[Any, list, list[dict]]:
         args.storage, args.logger = plan.get("storage"), plan.get("logger", ["tensorboard"])
         args.keep_checkpoints = plan.get("keep_checkpoints", 1)
     args.recipe = args.recipe or "infini_pythia"
+    if not args.resume:
+        check_writable(args.results, "--results")
     if args.storage is not None:
         try:
             args.storage = check_storage(args.storage)
@@ -190,8 +238,7 @@ def check_inputs(args) -> tuple[Any, list, list[dict]]:
         args.space = list(getattr(module, "SPACE", []))
     if args.preset not in module.PRESETS:
         raise UsageError(f"unknown --preset {args.preset!r} for {args.recipe}; available: {', '.join(sorted(module.PRESETS))}")
-    if args.cpus_per_trial < 1:
-        raise UsageError(f"--cpus-per-trial must be >= 1, got {args.cpus_per_trial}")
+    check_resources(args)
     if not 0 < args.gpus_per_trial <= 64:
         raise UsageError(f"--gpus-per-trial must be in (0, 64], got {args.gpus_per_trial}")
     if not 1 <= args.seeds <= 1000:
@@ -208,7 +255,7 @@ def check_inputs(args) -> tuple[Any, list, list[dict]]:
             if not any(not isinstance(v, (int, float, str, bool, type(None))) for v in args.sampled.values()):
                 raise SpaceError("--search optuna needs ranges to sample: give --space KEY=START:STOP:logN (or "
                                  "several values) for at least one key")
-            args.num_samples = args.num_samples or 10
+            args.num_samples = 10 if args.num_samples is None else args.num_samples
             if not 1 <= args.num_samples <= 100_000:
                 raise SpaceError(f"--num-samples must be in 1..100000, got {args.num_samples}")
         args.rates = parse_rates(args.lr_sweep) if args.lr_sweep is not None else None
@@ -237,9 +284,13 @@ def check_inputs(args) -> tuple[Any, list, list[dict]]:
         points = grid_points(module.PRESETS[args.preset](), space) if args.sampled is None else []
         if args.rates:  # every rate must make a valid spec too
             grid_points(module.PRESETS[args.preset](), [("lr", module.ALIASES["lr"], args.rates)])
+        for pt in points:
+            check_min_epochs(apply_overrides(module.PRESETS[args.preset](), pt), space)
         if hasattr(module, "preflight"):  # what a trial needs from this machine (e.g. data files)
             for pt in points:
                 module.preflight(apply_overrides(module.PRESETS[args.preset](), pt))
+    except CorpusMissing as e:
+        raise UsageError(f"{e}, or give your own text: --space source=<your files>") from None
     except (SpaceError, ValueError) as e:
         raise UsageError(str(e)) from None
     if args.address and args.address != "auto":
@@ -258,7 +309,7 @@ def runtime_env(args) -> dict:
     a user's recipe file in a ``working_dir`` of its own (the trial loads it by name from there)."""
     repo = RECIPES.parent
     env: dict = {"py_modules": [str(repo / name) for name in ("memkit", "recipes", "ablations")],
-                 "env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
+                 "env_vars": {"TOKENIZERS_PARALLELISM": "false", **worker_env(args.logger)}}
     if is_recipe_path(args.recipe):
         import shutil
         import tempfile
@@ -325,7 +376,7 @@ def _make_callback(labels: dict[str, str], total: int, out: Path, metrics: list[
 
     class Progress(Callback):
         def __init__(self):
-            self.done, self.last, self.history = 0, {}, {}
+            self.done, self.last = 0, {}
 
         def _label(self, trial) -> str:
             point = trial_point(trial.config, seed_path)
@@ -335,7 +386,6 @@ def _make_callback(labels: dict[str, str], total: int, out: Path, metrics: list[
             self.last[trial.trial_id] = result
             if not result.get("final"):
                 epoch = {k: result.get(k) for k in EPOCH_KEYS}
-                self.history.setdefault(trial.trial_id, []).append(epoch)
                 with (out / "epochs.jsonl").open("a") as f:
                     f.write(json.dumps({"trial": self._label(trial), **epoch}, default=str) + "\n")
                 say(f"  [{self._label(trial)}] epoch {result.get('epoch')}  val_acc={fmt(result.get('val_acc'))}"
@@ -350,7 +400,7 @@ def _make_callback(labels: dict[str, str], total: int, out: Path, metrics: list[
                 status, error = last["failure"], last.get("error", "")
             checkpoint = getattr(trial, "checkpoint", None)
             row = {"trial": self._label(trial), "status": status, "error": error,
-                   "point": trial_point(trial.config, seed_path), "history": self.history.get(trial.trial_id, []),
+                   "point": trial_point(trial.config, seed_path), "history": epochs_of(out, self._label(trial)),
                    "node": last.get("node"), "checkpoint": f"{checkpoint.path}/model" if checkpoint else None}
             # every figure the trial returned (report recipes read more than the table shows)
             row.update({k: v for k, v in last.items() if k in metrics or is_figure(k, v)})
@@ -368,6 +418,18 @@ def _make_callback(labels: dict[str, str], total: int, out: Path, metrics: list[
             self._record(trial, "failed", _trial_error(trial))
 
     return Progress()
+
+
+def epochs_of(out: Path, label: str) -> list[dict]:
+    """A trial's whole history from ``epochs.jsonl``: every epoch it reported, before a ``--resume`` or a retry too
+    (an epoch reported twice, once before a restart from an earlier checkpoint, keeps its last report)."""
+    by_epoch: dict = {}
+    path = out / "epochs.jsonl"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        row = json.loads(line)
+        if row.pop("trial", None) == label:
+            by_epoch[row.get("epoch")] = row
+    return sorted(by_epoch.values(), key=lambda r: (r.get("epoch") is None, r.get("epoch") or 0))
 
 
 def _trial_error(trial) -> str:
@@ -393,6 +455,10 @@ def _run_trials(args, todo: list[dict], labels: dict[str, str], out: Path, metri
         url = start_ray(args)
         print(dashboard_help(url), flush=True)
     resources: dict[str, float] = {"cpu": args.cpus_per_trial}
+    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+    if args.cpus_per_trial > largest:  # Tune would wait for such a node forever
+        raise UsageError(f"--cpus-per-trial {args.cpus_per_trial}: no node of this Ray cluster has that many CPUs "
+                         f"(the largest has {largest:g}); a trial could never start")
     gpus = ray.cluster_resources().get("GPU", 0)
     if gpus:
         resources["gpu"] = min(args.gpus_per_trial, gpus)
@@ -400,6 +466,7 @@ def _run_trials(args, todo: list[dict], labels: dict[str, str], out: Path, metri
     trainable = tune.with_resources(tune_trainable, resources)
     storage = args.storage or str(out / "ray")
     experiment = f"{storage.rstrip('/')}/{name}"
+    quiet_tune_loggers()
     if tune.Tuner.can_restore(experiment):  # an interrupted grid: Tune's own record of its trials
         print(f"restoring {experiment}: finished trials stay, the others go on from their last checkpoints")
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
@@ -571,6 +638,9 @@ def run_grid(args, module, space, points) -> int:
         text = write_report(module, rows, names, args.preset, out)
         if text:
             print("\n" + text)
+    if "wandb" in args.logger and trials and not any((out / "wandb").glob("*run-*")):
+        print(f"warning: --logger wandb: no run was written under {out / 'wandb'}; Ray's worker logs say why "
+              f"({RAY_TMP}/session_latest/logs)", file=sys.stderr)
     own = sum(t.get("train_seconds") or 0.0 for t in read_trials(out / "trials.jsonl"))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nwall {wall:.1f}s; the grid's trials' own times sum to {own:.1f}s; driver peak memory {peak_mb:.0f} MB")

@@ -126,6 +126,13 @@ def _cell(r: dict, m: str, multi: bool) -> str:
     return text + (f" ({never} never)" if never else "")
 
 
+def _longer(stuck: list[dict]) -> str:
+    """What lets plateaued points train longer: the cap when it stopped every one of their seeds, else min_epochs."""
+    if all(r["capped"] == r["seeds"] - r["failed"] for r in stuck):
+        return "raise the cap (max_epochs, alias epochs): they stopped there"
+    return "raise min_epochs"
+
+
 def display_rows(rows: list[dict], key_names: list[str], metrics: list[str],
                  chosen: str | None = None) -> tuple[list[str], list[list[str]]]:
     """Columns and cells: keys, the chosen learning rate (``chosen``: its column name, with a
@@ -134,7 +141,8 @@ def display_rows(rows: list[dict], key_names: list[str], metrics: list[str],
     multi = any(r["seeds"] > 1 for r in rows)
     shown = [m for m in metrics if any(r.get(f"{m}_mean") is not None or r.get(f"{m}_never") for r in rows)]
     solved = [m for m in shown if any(r.get(f"{m}_solve_rate") is not None for r in rows)]
-    cols = key_names + ([chosen] if chosen else []) + shown
+    # a figure named as a swept key (``epochs``: the epochs run, beside the cap swept as ``epochs``) is told apart
+    cols = key_names + ([chosen] if chosen else []) + [f"{m} run" if m in key_names else m for m in shown]
     cols += [f"{m} solved" for m in solved] + ["capped", "trial_s", "seeds", "failed"]
     cells = []
     for r in rows:
@@ -216,7 +224,7 @@ def summary(rows: list[dict], key_names: list[str], metrics: list[str], values: 
     if stuck:
         warnings.append("warning: never left chance (every seed still on the plateau when it stopped, epochs_to_50 "
                         f"never): {'; '.join(_name(r, key_names) for r in stuck)}: a plateau, not what the design can "
-                        "reach; raise min_epochs to tell.")
+                        f"reach; {_longer(stuck)} to tell.")
     return lines + warnings
 
 

@@ -33,20 +33,35 @@ def check_loggers(names: list[str]) -> list[str]:
     return [n for n in chosen if n != "none"]
 
 
+def quiet_tune_loggers() -> None:
+    """Before a Tuner runs (a new one, or one restored by --resume, whose callbacks come back from its pickle):
+    Ray Tune adds a TensorBoard logger of its own unless told not to, so ``--logger none``/``mlflow`` would still
+    write event files; and a figure may be NaN by design (a recall time never reached, a metric without scored
+    tokens), for which tensorboardX prints an unlabelled "NaN or Inf found in input tensor." each time."""
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
+
+
+def worker_env(names: list[str]) -> dict[str, str]:
+    """Environment every Ray worker needs for ``names``: wandb's logging actors run in workers, which do not see
+    the driver's environment once Ray has started (online without a key, they failed in silence)."""
+    return {"WANDB_MODE": os.environ.get("WANDB_MODE", "offline")} if "wandb" in names else {}
+
+
 def logger_callbacks(names: list[str], out: Path, experiment: str) -> list:
-    """Ray Tune callbacks for ``names``."""
-    callbacks = []
+    """Ray Tune callbacks for ``names``, and Tune's own CSV and JSON trial files (``quiet_tune_loggers`` turns off
+    the defaults that would add them)."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    callbacks = [CSVLoggerCallback(), JsonLoggerCallback()]
     if "tensorboard" in names:
         from ray.tune.logger import TBXLoggerCallback
 
-        # a figure may be NaN by design (a recall time never reached, a metric without scored tokens); tensorboardX
-        # would print an unlabelled "NaN or Inf found in input tensor." for each
-        logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
         callbacks.append(TBXLoggerCallback())
     if "wandb" in names:
         from ray.air.integrations.wandb import WandbLoggerCallback
 
-        os.environ.setdefault("WANDB_MODE", "offline")  # no network needed; `wandb sync` uploads later
+        os.environ.setdefault("WANDB_MODE", "offline")  # no network needed; `wandb sync` uploads later (workers: worker_env)
         callbacks.append(WandbLoggerCallback(project=experiment, dir=str(out)))
     if "mlflow" in names:
         from ray.air.integrations.mlflow import MLflowLoggerCallback

@@ -8,17 +8,51 @@ validation.
 
 from __future__ import annotations
 
+import types
+import typing
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 
 class SpecError(ValueError):
     """A spec value a user gave is not allowed. The message names the field."""
 
 
-class Spec(BaseModel):
+class _OneLineErrors(type(BaseModel)):
+    """``SomeSpec(...)`` raises the one-line ``SpecError`` that ``SomeSpec.create(...)`` does, not pydantic's
+    multi-line ``ValidationError``. Only a direct call goes through here: nested specs built from dicts do not,
+    so a nested field's error keeps its dotted path in the outer spec's line."""
+
+    def __call__(cls, *args, **fields):
+        try:
+            return super().__call__(*args, **fields)
+        except ValidationError as err:
+            raise SpecError(describe_validation_error(err, cls.__name__, cls)) from None
+
+
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field's annotation admits bools (pydantic would otherwise read True as 1 in a number field)."""
+    if annotation is bool or annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return any(isinstance(a, bool) for a in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return any(_takes_bool(a) for a in typing.get_args(annotation))
+    return annotation not in (int, float)
+
+
+class Spec(BaseModel, metaclass=_OneLineErrors):
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # num_memories=True would become 1 in silence
+        if isinstance(value, bool) and not _takes_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError("give a number, not true/false")
+        return value
 
     @classmethod
     def create(cls, **fields: Any):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 from typing import Callable
 
 from memkit.eval.tasks.recall import RecallTask
@@ -70,3 +72,21 @@ def derive_from_task(data, segment_len: Callable[[dict], int | None]):
     except ValueError:  # a bad task is reported by its own validation
         pass
     return {**data, "model": model, "task": task}
+
+
+@contextlib.contextmanager
+def one_line_errors(recipe: str):
+    """A recipe run from its command line: a user's mistake (a spec value, data that is not there) is one line
+    and exit status 2; the Debian corpus missing says how to give other text, which only the grid takes."""
+    from memkit.data.corpus import CorpusMissing, DataError
+    from memkit.spec import SpecError
+
+    try:
+        yield
+    except CorpusMissing as e:
+        print(f"error: {e}, or run it on your own text: python -m ablations.grid --recipe {recipe} --space "
+              "source=<your files>", file=sys.stderr)
+        sys.exit(2)
+    except (SpecError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from recipes._shared import one_line_errors
+
 # the figures a grid's table shows when a recipe names none
 DEFAULT_METRICS = ("recall_acc", "val_ppl", "params", "memory_bytes", "sec_per_epoch", "tokens_per_s", "best_epoch",
                    "epochs", "expand_share")
@@ -59,11 +61,12 @@ class Recipe:
 
     def main(self, argv: list[str] | None = None) -> None:
         """``python -m recipes.<name> --preset P``: one trial without Ray, figures as JSON."""
-        parser = argparse.ArgumentParser(description=self.doc.strip().splitlines()[0] if self.doc else self.name)
+        parser = argparse.ArgumentParser(description=self.doc.strip().split("\n\n")[0].replace("\n", " ") or self.name)
         parser.add_argument("--preset", choices=sorted(self.presets), default="tiny" if "tiny" in self.presets
                             else next(iter(self.presets)))
         args = parser.parse_args(argv)
-        print(json.dumps(self.run(self.preset(args.preset), progress=True), indent=2))
+        with one_line_errors(self.name):  # a user's mistake (a spec value, a missing corpus): one line, exit 2
+            print(json.dumps(self.run(self.preset(args.preset), progress=True), indent=2))
 
     @classmethod
     def from_module(cls, module) -> "Recipe":

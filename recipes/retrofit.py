@@ -41,7 +41,7 @@ from memkit.models.retrofit import load_neox, retrofit
 from memkit.spec import Spec
 from memkit.training.figures import perplexity_figures
 from memkit.training.trainer import TrainSpec, train
-from recipes._shared import keep_text_data, training_figures
+from recipes._shared import keep_text_data, one_line_errors, training_figures
 from recipes._text_presets import DATA_TRAIN_ALIASES
 from recipes.recipe import Recipe
 
@@ -163,15 +163,16 @@ RECIPE = Recipe(name="retrofit", doc=__doc__, spec=SPEC, presets=PRESETS, aliase
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
     parser.add_argument("--base", help="a local GPT-NeoX checkpoint (directory) to start from")
     parser.add_argument("--save", help="keep the checkpoint (DIR/base) and the trained model (DIR/retrofit) here")
     args = parser.parse_args(argv)
-    spec = PRESETS[args.preset]()
-    if args.base:
-        spec = spec.with_overrides(base=args.base)
-    print(json.dumps(run(spec, progress=True, save_dir=args.save), indent=2))
+    with one_line_errors("retrofit"):
+        spec = PRESETS[args.preset]()
+        if args.base:
+            spec = spec.with_overrides(base=args.base)
+        print(json.dumps(run(spec, progress=True, save_dir=args.save), indent=2))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def grid(*args, timeout=600):
     [
         (["--space", "colour=red"], ["unknown --space key", "memories"]),
         (["--space", "memories=four"], ["memories", "integer"]),
-        (["--space", "memories=-1"], ["num_memories", "greater than or equal to 1"]),
+        (["--space", "memories=-1"], ["num_memories", ">= 0 (0: no memory layer, the baseline)"]),
         (["--space", "pairs=30"], ["pairs (30)", "multiple of the pairs per segment"]),
         (["--lr-sweep", "fast"], ["--lr-sweep", "not a number"]),
         (["--lr-sweep", "1e-3"], ["--lr-sweep", "at least 2"]),

@@ -99,7 +99,7 @@ def test_a_config_from_some_fields_holds_the_specs_defaults_for_the_others():
     config = MemkitConfig(vocab_size=40, hidden_size=16)
     spec = MemoryLMSpec.create(vocab_size=40, hidden_size=16)
     assert config.to_spec() == spec and spec.num_layers == 6 and config.num_layers == 6
-    assert config.memory == spec.memory.model_dump() and config.documents == "separate"
+    assert config.memory == spec.model_dump()["memory"] and config.documents == "separate"  # its shape: the model's
     context = memkit.ContextKVConfig(vocab_size=40)
     assert context.to_spec() == ContextKVLMSpec.create(vocab_size=40)
 

@@ -5,6 +5,7 @@ and exit status 2 (``run``)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Callable
 
@@ -18,6 +19,13 @@ class UsageError(ValueError):
 
 
 USER_ERRORS = (CheckpointError, InputTooLong, SpecError, DataError, UsageError)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its mistakes as one line too (``run`` prints it), not the usage block; ``--help`` as usual."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> int:

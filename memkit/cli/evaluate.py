@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
-from memkit.cli import quiet_transformers, run
-from memkit.data.corpus import TextDataSpec
+from memkit.cli import Parser, UsageError, quiet_transformers, run
+from memkit.data.corpus import CorpusMissing, TextDataSpec
 from memkit.eval.tasks.passkey import PasskeyTask
 from memkit.eval.tasks.recall import RecallTask
 from memkit.eval.tasks.reversal import ReversalTask
@@ -40,7 +41,7 @@ TASKS = ("ppl", "position", "passkey", "mqar", "reversal")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m memkit.evaluate", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m memkit.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("dir", help="a saved model's directory")
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--batch-size", type=int, default=32)
@@ -66,7 +67,13 @@ def task_fields(pairs: list[str]) -> dict[str, str]:
         key, eq, value = pair.partition("=")
         if not eq or not key:
             raise SpecError(f"--set: expected KEY=VALUE, got {pair!r}")
-        fields[key.strip()] = json.loads(value) if value.strip()[:1] in "[{" else value.strip()
+        value = value.strip()
+        if not value:
+            raise SpecError(f"--set {key.strip()}: no value given (KEY=VALUE)")
+        try:  # a list or an object is JSON ("depths=[0.5, 1.0]")
+            fields[key.strip()] = json.loads(value) if value[0] in "[{" else value
+        except json.JSONDecodeError as e:
+            raise SpecError(f"--set {key.strip()}: {value!r} is not valid JSON ({e.msg})") from None
     return fields
 
 
@@ -140,7 +147,10 @@ def evaluate(args) -> dict:
         reversal = ReversalTask.create(**fields) if args.task == "reversal" else ReversalTask()
         if fields and args.task != "reversal":
             raise SpecError(f"--set: the {args.task} task has no fields; give data options instead")
-        data = text_data(args, reversal, saved)
+        try:
+            data = text_data(args, reversal, saved)
+        except CorpusMissing as e:
+            raise UsageError(f"{e}, or give your own text: --source <your files>") from None
         trained = saved.get("vocab_size") if saved and saved.get("kind") == "text" else None
         check_vocab(model, data.vocab_size, "the tokenizer", trained)
         if args.task == "ppl":
@@ -158,10 +168,26 @@ def evaluate(args) -> dict:
     return figures.mqar_figures(model, task, args.seed, args.batch_size)
 
 
+def check(args) -> None:
+    """The arguments' ranges, before the model loads."""
+    for flag, value in (("--batch-size", args.batch_size), ("--seq-len", args.seq_len),
+                        ("--val-samples", args.val_samples), ("--max-chars", args.max_chars), ("--vocab", args.vocab)):
+        if value is not None and value < 1:  # None: the checkpoint's own setting, or the default
+            raise UsageError(f"{flag}: {value}; give at least 1")
+    if args.seed < 0 or (args.split_seed is not None and args.split_seed < 0):
+        raise UsageError(f"--seed and --split-seed must be >= 0, got {args.seed} and {args.split_seed}")
+
+
+def finite_or_null(figures: dict) -> dict:
+    """JSON has no NaN: a figure that could not be measured (nothing scored) is null."""
+    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in figures.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    check(args)
     quiet_transformers()
-    print(json.dumps(evaluate(args), indent=2))
+    print(json.dumps(finite_or_null(evaluate(args)), indent=2, allow_nan=False))
 
 
 def entry() -> None:

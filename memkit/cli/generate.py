@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-from memkit.cli import UsageError, quiet_transformers, run
+from memkit.cli import Parser, UsageError, quiet_transformers, run
 from memkit.data.tokenizer import tokenizer_beside
 from memkit.models.builder import MemoryBuilder
 from memkit.models.checkpoint import read_data_settings
@@ -23,29 +23,53 @@ from memkit.models.pretrained import CheckpointError
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m memkit.generate", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m memkit.generate", description=__doc__.splitlines()[0])
     p.add_argument("dir", help="a saved model's directory")
     p.add_argument("--prompt", required=True, help="the text to continue")
     p.add_argument("--max-new-tokens", type=int, default=50)
     p.add_argument("--sample", action="store_true", help="sample (default: greedy)")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=50)
-    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, help="with --sample (default 1.0)")
+    p.add_argument("--top-k", type=int, help="with --sample (default 50)")
+    p.add_argument("--top-p", type=float, help="with --sample (default 1.0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling")
     p.add_argument("--tokenizer", help="a tokenizer.json (default: the one beside the model, else bytes)")
     p.add_argument("--memories", help="a memory state saved by MemoryBuilder.save to start from")
     return p
 
 
+SAMPLING = {"temperature": 1.0, "top_k": 50, "top_p": 1.0}  # the defaults of the sampling settings
+
+
 def check(args) -> None:
     """The arguments' ranges and files, before the model loads."""
     if args.max_new_tokens < 1:
         raise UsageError(f"--max-new-tokens: {args.max_new_tokens}; give at least 1")
-    for name, value, allowed in sampling_errors(args.temperature, args.top_k, args.top_p):
-        if args.sample or name == "top_k":  # greedy decoding reads no temperature or top-p
-            raise UsageError(f"--{name.replace('_', '-')}: {value:g}; give {allowed}")
+    given = [f"--{name.replace('_', '-')}" for name in SAMPLING if getattr(args, name) is not None]
+    for name, value, allowed in sampling_errors(*(SAMPLING[n] if getattr(args, n) is None else getattr(args, n)
+                                                  for n in SAMPLING)):
+        raise UsageError(f"--{name.replace('_', '-')}: {value:g}; give {allowed}")
+    if given and not args.sample:  # greedy decoding reads none of them: say so rather than ignore them
+        raise UsageError(f"{', '.join(given)}: {'applies' if len(given) == 1 else 'apply'} only with --sample "
+                         "(greedy decoding reads no sampling settings); add --sample or drop it")
+    for name, default in SAMPLING.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     if args.memories and not os.path.isfile(args.memories):
         raise UsageError(f"--memories: no file at {args.memories!r}; give a state saved by MemoryBuilder.save")
+
+
+def memories_for(model, path: str):
+    """The memory state saved at ``path``, checked against the model's memory layer (heads, dims, memories)."""
+    state = MemoryBuilder.load(path)
+    layer = model.memory
+    N, H, d = layer.num_memories, layer.num_heads, layer.head_dim
+    want = (H, d, d) if N == 1 else (N, H, d, d)  # M per sequence
+    got = tuple(state.memory.M.shape[1:])
+    if got != want:
+        raise CheckpointError(f"--memories: {path!r} holds memory matrices of shape {list(got)} per sequence, but the "
+                              f"model's memory layer has {list(want)} ({N} memories, {H} heads of {d} dims); build "
+                              "them with this model (MemoryBuilder)")
+    return state
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.memories:
         if getattr(model, "memory", None) is None:
             raise CheckpointError(f"memories: the model in {args.dir!r} has no memory layer to start from them")
-        kwargs["state"] = MemoryBuilder.load(args.memories)
+        kwargs["state"] = memories_for(model, args.memories)
     torch.manual_seed(args.seed)
     out = model.generate(ids, **kwargs)
     print(tok.decode(out[0, ids.shape[1]:].tolist()))

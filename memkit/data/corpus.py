@@ -33,6 +33,11 @@ class DataError(ValueError):
     """A data source that cannot be read; the message names the field and what is allowed."""
 
 
+class CorpusMissing(DataError):
+    """``source='debian'`` on a machine without the Debian text packages. The message gives the install line; each
+    command adds how it takes other text (``--space source=...``, ``--source ...``), since only it knows its flags."""
+
+
 def _local_files(source: str) -> list[Path]:
     paths = []
     for part in (p.strip() for p in source.split(",") if p.strip()):
@@ -80,8 +85,8 @@ class TextDataSpec(Spec):
         if self.source == "debian":
             lacking = debian_texts.missing(self.domains)
             if lacking:
-                raise DataError(f"source='debian': {', '.join(lacking)} not installed "
-                                f"({debian_texts.install_hint(lacking)}), or give --space source=<your files>")
+                raise CorpusMissing(f"source='debian': {', '.join(lacking)} not installed; install with "
+                                    f"`{debian_texts.install_hint(lacking)}`")
 
     @field_validator("domains")
     @classmethod

@@ -26,6 +26,7 @@ import torch
 from memkit.blocks.attention import MemoryAttentionState
 from memkit.blocks.store import MemoryState
 from memkit.models.inference import eval_mode
+from memkit.models.pretrained import CheckpointError
 
 
 def utf8_bytes(text: str) -> torch.Tensor:
@@ -91,7 +92,17 @@ class MemoryBuilder:
     @staticmethod
     def load(path: str | os.PathLike, batch_size: int = 1, map_location="cpu") -> MemoryAttentionState:
         """The saved state, repeated for ``batch_size`` sequences."""
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        try:
+            data = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as e:  # noqa: BLE001  (torch raises several types for a file that is not its own)
+            raise CheckpointError(f"memories: {str(path)!r} is not a saved memory state ({type(e).__name__}); give "
+                                  "a file written by MemoryBuilder.save") from None
+        lacking = sorted({"M", "z", "writes", "pending_k", "prev_k"} - set(data if isinstance(data, dict) else ()))
+        if lacking:
+            bare = isinstance(data, dict) and {"M", "z", "writes"} <= set(data)  # MemoryState.save: a store's
+            raise CheckpointError(f"memories: {str(path)!r} " + ("holds a bare MemoryStore state (MemoryState.save), "
+                                  "not a memory layer's" if bare else f"lacks {', '.join(lacking)}") +
+                                  "; give a file written by MemoryBuilder.save")
         rep = lambda t: None if t is None else t.expand(batch_size, *t.shape[1:]).clone()  # noqa: E731
         memory = MemoryState(M=rep(data.pop("M")), z=rep(data.pop("z")), writes=int(data.pop("writes")))
         return MemoryAttentionState(memory=memory, **{k: rep(v) for k, v in data.items()})

@@ -17,6 +17,8 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from memkit.models.pretrained import CheckpointError
+
 # what a trial's data was, beside its model: ``memkit.evaluate`` reads it to measure the model as it was trained
 DATA_FILE = "memkit_data.json"
 
@@ -52,8 +54,6 @@ def read_data_settings(folder: str | os.PathLike) -> dict | None:
         if not isinstance(saved.get("fields"), dict):
             raise ValueError("no 'fields' object")
     except (ValueError, AttributeError) as e:
-        from memkit.models.pretrained import CheckpointError
-
         raise CheckpointError(f"{file}: not a memkit data settings file ({e})") from None
     return saved
 
@@ -80,10 +80,20 @@ def load(path: str | os.PathLike, map_location="cpu") -> nn.Module:
 
         return load_model(where)
     if (where / "spec.json").is_file() and (where / "model.pt").is_file():
-        saved = json.loads((where / "spec.json").read_text())
-        module, _, name = saved["spec"].rpartition(".")
-        model = getattr(importlib.import_module(module), name).create(**saved["fields"]).build()
-        model.load_state_dict(torch.load(where / "model.pt", map_location=map_location, weights_only=True))
+        try:
+            saved = json.loads((where / "spec.json").read_text())
+            module, _, name = saved["spec"].rpartition(".")
+            spec_class = getattr(importlib.import_module(module), name)
+        except (ValueError, KeyError, TypeError, AttributeError, ImportError) as e:
+            raise CheckpointError(f"load: {str(where / 'spec.json')!r} names no spec memkit can build ({e}); "
+                                  "truncated?") from None
+        model = spec_class.create(**saved.get("fields", {})).build()
+        try:
+            model.load_state_dict(torch.load(where / "model.pt", map_location=map_location, weights_only=True))
+        except Exception as e:  # noqa: BLE001  (torch raises several types for a broken file)
+            raise CheckpointError(f"load: {str(where / 'model.pt')!r} holds no weights for this spec "
+                                  f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}; "
+                                  "truncated?)") from None
         return model.eval()
-    raise ValueError(f"load: no model at {str(path)!r}: expected config.json (a transformers model) or spec.json "
+    raise CheckpointError(f"load: no model at {str(path)!r}: expected config.json (a transformers model) or spec.json "
                      "with model.pt (a grid checkpoint's model folder)")

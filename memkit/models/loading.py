@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from memkit.models.pretrained import CheckpointError, LMOutput
+from memkit.models.pretrained import CheckpointError, InputTooLong, LMOutput
+from memkit.spec import SpecError
 
 MEMKIT_TYPES = ("memkit", "memkit_context_kv")
 
@@ -35,11 +36,21 @@ class NeoXBaseline(nn.Module):
         return self.hf.config.eos_token_id
 
     def forward(self, input_ids: torch.Tensor, state=None, **_) -> LMOutput:
+        self._check_length(input_ids.shape[1])
         return LMOutput(logits=self.hf(input_ids, use_cache=False).logits, state=None)
 
     def generate(self, input_ids: torch.Tensor, **kwargs):
         kwargs.setdefault("pad_token_id", self.eos_token_id)
+        new = kwargs.get("max_new_tokens")
+        self._check_length(input_ids.shape[1] + new if new is not None else kwargs.get("max_length") or 0)
         return self.hf.generate(input_ids, **kwargs)
+
+    def _check_length(self, tokens: int) -> None:
+        # past its learned positions a GPT-NeoX runs on and prints garbage: refuse as memkit's models do
+        limit = self.hf.config.max_position_embeddings
+        if tokens > limit:
+            raise InputTooLong(f"input: {tokens} tokens is longer than max_position_embeddings ({limit}) of this "
+                               "GPT-NeoX; give at most that many (a prompt and its new tokens)")
 
     def get_input_embeddings(self):
         return self.hf.get_input_embeddings()
@@ -60,7 +71,26 @@ def model_type(path) -> str:
     if not config.is_file():
         raise CheckpointError(f"path: {str(path)!r} has no config.json, so it holds no saved model; give a directory "
                               "written by model.save_pretrained (a memkit model, or a GPT-NeoX checkpoint)")
-    return json.loads(config.read_text()).get("model_type")
+    try:
+        saved = json.loads(config.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"path: {str(config)!r} is not valid JSON ({e}; truncated?); save the model again") from None
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"path: {str(config)!r} holds no JSON object, so no model config; save the model again")
+    return saved.get("model_type")
+
+
+def check_weights(folder: Path) -> None:
+    """Each ``*.safetensors`` file in ``folder`` readable to its end, or ``CheckpointError`` naming it."""
+    from safetensors import SafetensorError, safe_open
+
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass  # the header is read and the file's size checked against it
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"path: {str(file)!r} cannot be read as safetensors ({str(e).splitlines()[0]}; "
+                                  "truncated?); save the model again") from None
 
 
 def load_model(path, dtype: torch.dtype = torch.float32):
@@ -70,9 +100,16 @@ def load_model(path, dtype: torch.dtype = torch.float32):
 
     kind = model_type(path)
     folder = str(Path(path).expanduser())
-    if kind in MEMKIT_TYPES:
-        return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
-    if kind == "gpt_neox":
-        return NeoXBaseline(GPTNeoXForCausalLM.from_pretrained(folder, dtype=dtype)).eval()
+    if kind in MEMKIT_TYPES + ("gpt_neox",):
+        check_weights(Path(folder))
+        try:
+            if kind == "gpt_neox":
+                return NeoXBaseline(GPTNeoXForCausalLM.from_pretrained(folder, dtype=dtype)).eval()
+            return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
+        except (SpecError, CheckpointError):
+            raise
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:  # what transformers raises for a bad save
+            raise CheckpointError(f"path: the model in {folder!r} cannot be loaded ({type(e).__name__}: "
+                                  f"{str(e).strip().splitlines()[0] if str(e).strip() else 'no message'})") from None
     raise CheckpointError(f"path: {str(path)!r} holds a {kind!r} model; memkit opens its own models (model_type "
                           f"{' or '.join(repr(t) for t in MEMKIT_TYPES)}) and GPT-NeoX checkpoints ('gpt_neox')")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_serializer, model_validator
 from torch import nn
 
 from memkit.blocks.attention import MemoryAttention, MemoryAttentionSpec, MemoryAttentionState
@@ -250,13 +250,27 @@ class MemoryLMSpec(Spec):
         if isinstance(data, dict):
             memory = data.get("memory", {})
             memory = memory.model_dump() if isinstance(memory, MemoryAttentionSpec) else dict(memory)
-            if memory.get("num_memories") == 0:  # the grid's "memories=0": no memory layer, same window
+            n = memory.get("num_memories")
+            if isinstance(n, int) and not isinstance(n, bool) and n < 0:  # 0 is allowed here: say so
+                raise ValueError(f"memory.num_memories must be >= 0 (0: no memory layer, the baseline), got {n}")
+            if n == 0 and not isinstance(n, bool):  # the grid's "memories=0": no memory layer, same window
                 memory["num_memories"] = 1
                 data = {**data, "memory_layer": None}
-            memory["hidden_size"] = data.get("hidden_size", cls.model_fields["hidden_size"].default)
-            memory["num_heads"] = data.get("num_heads", cls.model_fields["num_heads"].default)
+            given = memory if isinstance(data.get("memory"), dict) else {
+                k: memory[k] for k in getattr(data.get("memory"), "model_fields_set", ())}
+            for name in ("hidden_size", "num_heads"):
+                model_value = data.get(name, cls.model_fields[name].default)
+                if name in given and given[name] != model_value:
+                    raise ValueError(f"memory.{name} ({given[name]}) differs from the model's {name} ({model_value}); "
+                                     f"the memory layer takes the model's: leave memory.{name} out")
+                memory[name] = model_value
             data = {**data, "memory": memory}
         return data
+
+    @field_serializer("memory", mode="wrap")
+    def _memory_without_shape(self, memory: MemoryAttentionSpec, dump) -> dict:
+        # derived from the model's fields: a dump changed and validated again derives them afresh
+        return {k: v for k, v in dump(memory).items() if k not in ("hidden_size", "num_heads")}
 
     @model_validator(mode="after")
     def _consistent(self):

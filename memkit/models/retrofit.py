@@ -67,7 +67,7 @@ def retrofit(path_or_model, memory: MemoryAttentionSpec | dict | None = None, me
     head_dim = cfg.hidden_size // cfg.num_attention_heads
     rope = cfg.rope_parameters
     rotary = int(head_dim * rope.get("partial_rotary_factor", 1.0))
-    layer = memory.model_dump()
+    layer = memory.model_dump(exclude={"hidden_size", "num_heads"})  # the checkpoint's
     layer.update(rotary_dim=rotary, rotary_base=float(rope["rope_theta"]), bias=bool(cfg.attention_bias))
     if "gate_init" not in memory.model_fields_set:
         layer["gate_init"] = CLOSED_GATE

@@ -239,6 +239,17 @@ def _restore(state: TrainState, model: nn.Module, opt, gen: torch.Generator) -> 
     return TrainResult(**state.result)
 
 
+def check_finite(loss: float, grad_norm: torch.Tensor, epoch: int, step: int, steps: int) -> None:
+    """Stop at the first step whose loss or gradient is not finite, before the optimiser applies it (the weights
+    stay those of the step before); ``FloatingPointError`` says where (a grid trial ends as ``nan``)."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"loss is not finite ({loss}) at epoch {epoch}, step {step} of {steps}")
+    norm = float(grad_norm)  # one sync per step, as the loss's float() above it already is
+    if not math.isfinite(norm):
+        raise FloatingPointError(f"gradient is not finite (norm {norm}) at epoch {epoch}, step {step} of {steps}, "
+                                 f"loss {loss:.4g}")
+
+
 def train(
     model: nn.Module,
     train_data: TrainData,
@@ -325,7 +336,8 @@ def train(
                 loss = loss * (int((ys != -100).sum()) / max(k, 1))
                 loss.backward()
                 step_nll += float(loss.detach())
-            torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+            check_finite(step_nll, grad_norm, epoch, i + 1, steps_per_epoch)
             opt.step()
             state.step += 1
             nll_sum, scored = nll_sum + step_nll * k, scored + k
