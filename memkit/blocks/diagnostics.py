@@ -52,10 +52,12 @@ def knock_out(model_or_layer: nn.Module, what: Literal["read", "gate"]) -> Itera
 @dataclass
 class Record:
     """What one layer did, call by call. ``shares``: [H] per call (the memory's mean share of each head's
-    output, real tokens only); ``selections``: per call, the selector's weights of each read ([B,H,L,N]
+    output, real tokens only); ``tokens``: the real tokens (batch × length) each call's share is a mean over;
+    ``selections``: per call, the selector's weights of each read ([B,H,L,N]
     per segment read, padding after the last real token included; empty for one memory)."""
 
     shares: list[torch.Tensor] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
     selections: list[list[torch.Tensor]] = field(default_factory=list)
     _reads: list[torch.Tensor] = field(default_factory=list)
 
@@ -67,6 +69,7 @@ class Record:
         m, lo = mem.detach().norm(dim=-1), loc.detach().norm(dim=-1)  # [B,H,T]
         total = m + lo
         self.shares.append(torch.where(total > 0, m / total.clamp_min(torch.finfo(total.dtype).tiny), 0).mean((0, 2)))
+        self.tokens.append(m.shape[0] * m.shape[2])
         self.selections.append(self._reads)
         self._reads = []
 
