@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from memkit.eval.memory_use import knockout_figures, memory_use_figures, with_gates
 from memkit.eval.metrics import peak_memory_mb
 from memkit.eval.tasks.selection import selection_accuracy
 from memkit.training.figures import (
@@ -61,17 +62,23 @@ def run_text(spec: TextTrialSpec, on_epoch: Callable[[dict], None] | None = None
     # packed rows join documents by the tokenizer's end-of-document id: the careful arm restarts at each one
     model = spec.model.with_overrides(vocab_size=data.vocab_size, eos_token_id=data.tokenizer.eos_id).build()
     keep_text_data(on_epoch, spec.data, data)
-    result = train(model, data.train, data.val, spec.train, on_epoch=on_epoch, progress=progress)
+    result = train(model, data.train, data.val, spec.train, on_epoch=with_gates(on_epoch, model), progress=progress)
     device = next(model.parameters()).device
+    bs = spec.train.batch_size
+    intact = perplexity_figures(model, data.val, bs)
     out = {
-        **perplexity_figures(model, data.val, spec.train.batch_size),
+        **intact,
         **training_figures(model, result),
         "memory_bytes": model.memory_nbytes(),
         "expand_share": model.memory.last_expand_share if model.memory is not None else float("nan"),
         "history": [{k: r[k] for k in ("epoch", "train_ppl", "val_ppl")} for r in result.history],
     }
+    # is the memory used? knock-outs of val_ppl, gates, the memory's share, and the position-wise gain
+    positions = (lambda: position_figures(model, data.val, bs)) if "position" in spec.evals else None  # noqa: E731
+    out.update(memory_use_figures(model, lambda: perplexity_figures(model, data.val, bs), ["val_ppl"], intact,
+                                  positions))
     if "position" in spec.evals:  # every evaluation starts as a validation does (memkit.training.figures)
-        out.update(position_figures(model, data.val, spec.train.batch_size))
+        out.update(position_figures(model, data.val, bs))
     if "reversal" in spec.evals:
         out.update(reversal_figures(model, spec.reversal, data.tokenizer))
     # selection needs two domains and two memories at least (one file = one domain: nothing to tell apart)
@@ -83,12 +90,16 @@ def run_text(spec: TextTrialSpec, on_epoch: Callable[[dict], None] | None = None
         _say(progress, "passkey: training a fresh model")
         pk, pk_result = _train_synthetic(spec, spec.passkey, spec.passkey.vocab_size, seed, progress)
         out.update(passkey_epochs=len(pk_result.history), passkey_capped=int(pk_result.capped))
-        out.update(passkey_figures(pk, spec.passkey, seed, spec.recall_train.batch_size))
+        passkey = lambda: passkey_figures(pk, spec.passkey, seed, spec.recall_train.batch_size)  # noqa: E731
+        out.update(passkey())
+        out.update(knockout_figures(pk, passkey, ["passkey_mean"], out))
     if "mqar" in spec.evals:
         _say(progress, "mqar: training a fresh model")
         mq, mq_result = _train_synthetic(spec, spec.mqar, spec.mqar.vocab_size, seed, progress)
         out.update(mqar_epochs=len(mq_result.history), mqar_capped=int(mq_result.capped))
-        out.update(mqar_figures(mq, spec.mqar, seed, spec.recall_train.batch_size))
+        mqar = lambda: mqar_figures(mq, spec.mqar, seed, spec.recall_train.batch_size)  # noqa: E731
+        out.update(mqar())
+        out.update(knockout_figures(mq, mqar, ["mqar_mean"], out))
     out["train_seconds"] = time.perf_counter() - t0
     return out
 

@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 from pydantic import Field, model_validator
 
+from memkit.eval.memory_use import memory_use_figures, with_gates
 from memkit.eval.metrics import accuracy_by_segment
 from memkit.eval.tasks.recall import RecallTask, accuracy_by_distance
 from memkit.models.memory_lm import MemoryLMSpec
@@ -158,13 +159,17 @@ def run(spec: InfiniPythiaSpec, on_epoch: Callable[[dict], None] | None = None, 
         train_data = lambda epoch: task.train_epoch(seed, epoch)  # noqa: E731
     keep_task(on_epoch, "mqar", task)
     t0 = time.perf_counter()
-    result = train(model, train_data, val_data, spec.train, on_epoch=on_epoch, progress=progress)
+    result = train(model, train_data, val_data, spec.train, on_epoch=with_gates(on_epoch, model), progress=progress)
     val = evaluate(model, val_data, spec.train.batch_size)  # best weights restored
     test_data = task.test_split(seed)
     test = evaluate(model, test_data, spec.train.batch_size)
+    # is the memory used? the test figures with the read zeroed and with the gate local, gates, shares
+    on_test = lambda: (lambda r: {"recall_acc": r["acc"], "test_ppl": r["ppl"]})(  # noqa: E731
+        evaluate(model, test_data, spec.train.batch_size))
+    use = memory_use_figures(model, on_test, ["recall_acc", "test_ppl"], {"recall_acc": test["acc"],
+                                                                           "test_ppl": test["ppl"]})
     by_segment = accuracy_by_segment(model, test_data, task.segment_len, spec.train.batch_size)
     by_distance = accuracy_by_distance(model, task, task.num_test, seed, spec.train.batch_size, split="test")
-    gate = model.memory.gate().detach() if model.memory is not None else torch.zeros(0)
     return {
         "val_acc": val["acc"],
         "val_ppl": val["ppl"],
@@ -174,8 +179,9 @@ def run(spec: InfiniPythiaSpec, on_epoch: Callable[[dict], None] | None = None, 
         **{f"acc_d{d}": a for d, a in sorted(by_distance.items())},
         **training_figures(model, result, spec.train.solve_at, chance=1 / task.num_values),
         "memory_bytes": model.memory_nbytes(),
-        "gate_mean": float(gate.mean()) if gate.numel() else float("nan"),
+        "gate_mean": float("nan"),  # a model without a memory layer; memory_use_figures sets it otherwise
         "expand_share": model.memory.last_expand_share if model.memory is not None else float("nan"),
+        **use,
         "train_seconds": time.perf_counter() - t0,
     }
 

@@ -35,6 +35,7 @@ from pydantic import Field
 from memkit.blocks.attention import MemoryAttentionSpec
 from memkit.data.corpus import DataError, TextDataSpec
 from memkit.data.tokenizer import save_tokenizer
+from memkit.eval.memory_use import memory_use_figures, with_gates
 from memkit.models.loading import NeoXBaseline, model_type
 from memkit.models.memory_lm import MemoryLMSpec
 from memkit.models.retrofit import load_neox, retrofit
@@ -147,10 +148,13 @@ def run(spec: RetrofitSpec, on_epoch=None, progress=None, save_dir: str | None =
                          eos_token_id=data.tokenizer.eos_id)
         figures["start_val_ppl"] = perplexity_figures(model, data.val, spec.train.batch_size)["val_ppl"]
         keep_text_data(on_epoch, data_spec, data)
-        result = train(model, data.train, data.val, spec.train, on_epoch=on_epoch, progress=progress)
-        figures.update(perplexity_figures(model, data.val, spec.train.batch_size))
+        result = train(model, data.train, data.val, spec.train, on_epoch=with_gates(on_epoch, model),
+                       progress=progress)
+        measure = lambda: perplexity_figures(model, data.val, spec.train.batch_size)  # noqa: E731
+        figures.update(measure())
+        figures.update(memory_use_figures(model, measure, ["val_ppl"], figures))
         figures.update(training_figures(model, result))
-        figures.update(gate_mean=float(model.memory.gate().detach().mean()), memory_bytes=model.memory_nbytes(),
+        figures.update(memory_bytes=model.memory_nbytes(),
                        train_seconds=time.perf_counter() - t0)
         if save_dir:
             model.save_pretrained(out / "retrofit")

@@ -68,6 +68,9 @@ def finite(out: dict, keys: list[str]) -> None:
 
 
 TEXT_FIGURES = ["val_ppl", "best_epoch", "params", "memory_bytes", "sec_per_epoch", "peak_mb"]
+# is the memory used? (memkit.eval.memory_use) in every trial whose model has a memory
+MEMORY_USE = ["ko_read_val_ppl", "ko_read_val_ppl_change", "ko_gate_val_ppl_change", "gate_h0", "gate_mean",
+              "mem_share_h0", "mem_share_mean"]
 # what each evaluation a text trial runs (its spec's ``evals``, the arm applied) must report
 EVAL_FIGURES = {"position": ["pos_0-16", "pos_16-32"], "reversal": ["rev_forward_acc", "rev_reports_backward_ppl"],
                 "selection": ["selection_acc", "selection_psalms", "selection_code"],
@@ -88,10 +91,19 @@ def test_each_text_report_arm_trains_then_reports_every_figure(recipe, design, a
     module = load_recipe(recipe)
     point = {**text_micro(corpus, tmp_path), **{module.ALIASES[k]: v for k, v in design.items()}, "arm": arm}
     system = apply_overrides(module.PRESETS["tiny"](), point).system()
-    out = run_point(recipe, "tiny", point, on_epoch=KeepBest(tmp_path / "model"))
+    hook = KeepBest(tmp_path / "model")
+    out = run_point(recipe, "tiny", point, on_epoch=hook)
     evals = [e for e in system.evals if e != "selection" or system.model.memory.num_memories > 1]
     assert evals, "a trial with no evaluation beside perplexity tests less than it should"
-    finite(out, TEXT_FIGURES + [f for e in evals for f in EVAL_FIGURES[e]])
+    finite(out, TEXT_FIGURES + MEMORY_USE + [f for e in evals for f in EVAL_FIGURES[e]])
+    if "position" in evals:
+        finite(out, ["ko_gain_pos_0-16"])
+    if system.model.memory.num_memories > 1 and arm == "careful":  # per-token selection, recorded read by read
+        finite(out, ["sel_entropy", "sel_entropy_max", "read_share_m0"])
+    # the passkey and MQAR models' own knock-outs (a change is nan where the intact figure is 0)
+    finite(out, [f"ko_read_{e}_mean" for e in ("passkey", "mqar") if e in evals])
+    epochs = [r for r in hook.rows if "gate_mean" in r]
+    assert len(epochs) == len(hook.rows) > 0  # the gate's path, epoch by epoch
     if arm == "as_run":  # as run, a call is one segment: attention alone answers passkey and MQAR
         assert not {"passkey_mean", "mqar_mean"} & set(out)
 
@@ -112,7 +124,8 @@ def test_infini_pythia_and_context_kv_train_then_report(tmp_path):
     hook = KeepBest(tmp_path / "infini")
     out = run_point("infini_pythia", "tiny", {"train.max_epochs": 2, "train.min_epochs": 1, "task.num_train": 64,
                                               "task.num_val": 16, "task.num_test": 16}, on_epoch=hook)
-    finite(out, ["recall_acc", "test_ppl", "val_acc", "params", "memory_bytes"])
+    finite(out, ["recall_acc", "test_ppl", "val_acc", "params", "memory_bytes", "ko_read_recall_acc",
+                 "ko_gate_recall_acc", "ko_read_test_ppl_change", "gate_mean", "mem_share_mean"])
     saved = json.loads((tmp_path / "infini" / "memkit_data.json").read_text())
     assert saved["kind"] == "mqar" and saved["fields"]["num_values"] == 64  # the task it was trained on
     out = run_point("context_kv", "tiny", {"train.max_epochs": 1, "oacd.max_iterations": 2, "task.num_train": 32,
@@ -128,7 +141,8 @@ def test_retrofit_trains_then_reports(corpus, tmp_path):
              "pretrain.max_epochs": 1, "pretrain.batch_size": 16, "train.max_epochs": 1, "train.batch_size": 16}
     hook = KeepBest(tmp_path / "model")
     out = run_point("retrofit", "tiny", point, on_epoch=hook)
-    finite(out, ["base_val_ppl", "start_val_ppl", "val_ppl", "gate_mean", "memory_bytes"])
+    finite(out, ["base_val_ppl", "start_val_ppl", "val_ppl", "gate_mean", "memory_bytes", "ko_read_val_ppl_change",
+                 "mem_share_mean"])
     assert (tmp_path / "model" / "tokenizer.json").is_file()
 
 
