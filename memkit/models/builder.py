@@ -45,9 +45,9 @@ class MemoryBuilder:
             raise ValueError(f"sources: give 1..{layer.num_memories} sources (one per memory), got {len(sources)}")
         param = next(self.model.parameters())
         state = layer.init_state(1, device=param.device, dtype=param.dtype)
-        L = 1 if layer.segment_len is None else layer.segment_len  # no fixed length: a source is one segment
+        L = layer.segment_len if layer.segments.fixed else 1  # no fixed length: a source is one segment
         limit = getattr(self.model, "max_stream_tokens", None)
-        piece = None if limit is None or layer.segment_len is None else max(limit // L, 1) * L
+        piece = None if limit is None or not layer.segments.fixed else max(limit // L, 1) * L
         with eval_mode(self.model), layer.sequence_scope():  # explicit state, even for a batch-shared layer
             for i, src in enumerate(sources):
                 ids = self.encode(src) if isinstance(src, str) else torch.as_tensor(src, dtype=torch.long)
