@@ -149,7 +149,7 @@ def main(argv=None) -> None:
             spec = dict(hidden_size=args.hidden, num_heads=args.heads, segment_len=args.segment_len, update="delta",
                         **extra)
             layer = MemoryAttentionSpec(**spec).build().to(device)
-            layer.read_group = None  # every segment of a call read at once
+            layer.path.read_group = None  # every segment of a call read at once
             layers[name] = layer
             if args.compile:
                 layers[f"{name} compiled"] = MemoryAttentionSpec(**spec, compile=True).build().to(device)

@@ -14,7 +14,7 @@ def test_multi_memory_soft_selection_weights_memories_by_memory_norm():
     x = torch.randn(1, 6, 8, dtype=torch.float64)
     _, state = layer(x[:, :4])
     q = torch.randn(1, 2, 3, 4, dtype=torch.float64)
-    reads = layer.path.store.read(state.memory, q)  # [B,N,H,T,d]
+    reads = layer.store.read(state.memory, q)  # [B,N,H,T,d]
     w = (torch.einsum("bhtd,bnhd->bhtn", q, state.memory.z) / 2).softmax(-1)
     torch.testing.assert_close(layer.path.read(Memories(state.memory), q, q, None)[0], torch.einsum("bhtn,bnhtd->bhtd", w, reads))
 
@@ -32,7 +32,7 @@ def test_unwritten_memories_are_not_selected(written):
     memory = replace(state.memory, empty=frozenset())  # claims nothing: no shortcut can skip a memory
     assert state.memory.written()[0].tolist() == [n in written for n in range(4)]
     q = torch.randn(1, 2, 3, 4, dtype=torch.float64)
-    reads = layer.path.store.read(memory, q)[:, written]  # [B,n,H,T,d]
+    reads = layer.store.read(memory, q)[:, written]  # [B,n,H,T,d]
     w = (torch.einsum("bhtd,bnhd->bhtn", q, memory.z[:, written]) / 2).softmax(-1)
     torch.testing.assert_close(layer.path.read(Memories(memory), q, q, None)[0], torch.einsum("bhtn,bnhtd->bhtd", w, reads))
 

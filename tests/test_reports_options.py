@@ -29,7 +29,7 @@ def test_equal_scale_gives_proper_linear_attention_and_the_reports_scale_is_1_ov
     for scale in ("equal", "reports"):
         layer = shared_layer(write_scale=scale)
         layer(x)
-        reads[scale] = layer.path.store.read(layer.path.shared.state.memory, q)
+        reads[scale] = layer.store.read(layer.path.shared.state.memory, q)
         _, k, v = layer.qkv(x).view(3, 8, 3, 2, 4).permute(2, 0, 3, 1, 4)
     sk = feature(k)  # every token's key and value, whole batch
     num = torch.einsum("bhtd,bhte->hde", sk, v)
@@ -213,7 +213,7 @@ def test_the_reports_gate_reads_the_coarse_memory_through_a_relu():
     torch.manual_seed(0)
     layer = MemoryAttentionSpec(hidden_size=8, num_heads=2, segment_len=3, num_memories=2, hierarchy="soft",
                                 gate_input="coarse_read_relu").build().double()
-    mlp = layer.path.expansion.mlp
+    mlp = layer.expansion.mlp
     with torch.no_grad():  # p = sigmoid(relu(r₀)), r₀ = the coarse read's first coordinate (head 0, dim 0)
         for lin in (mlp[0], mlp[2]):
             lin.weight.zero_()
@@ -228,7 +228,7 @@ def test_the_reports_gate_reads_the_coarse_memory_through_a_relu():
     r0 = naive_read(M, z, q, layer.eps)[0, 0, :, 0]
     assert layer.last_expand_share == pytest.approx(float(torch.sigmoid(torch.relu(r0)).mean().detach()))
     assert isinstance(mlp[1], torch.nn.ReLU)
-    assert isinstance(MemoryAttentionSpec(num_memories=2, hierarchy="soft").build().path.expansion.mlp[1], torch.nn.GELU)
+    assert isinstance(MemoryAttentionSpec(num_memories=2, hierarchy="soft").build().expansion.mlp[1], torch.nn.GELU)
 
 
 def test_nan_guard_turns_a_nan_memory_read_into_no_memory():
@@ -282,7 +282,7 @@ def test_hsa_last_keys_parameters_are_the_reports():
         return sum(p.numel() for p in MemoryAttentionSpec(hidden_size=512, num_heads=8, num_memories=4, bias=False,
                                                           **kw).build().parameters())
     assert count(landmark="hsa_last_keys", selection_query="projection") - count() == 1_095_168
-    per_head = MemoryAttentionSpec(num_memories=4, landmark="hsa_last_keys").build().path.landmark.head_encoders[0]
+    per_head = MemoryAttentionSpec(num_memories=4, landmark="hsa_last_keys").build().landmark.head_encoders[0]
     assert sum(p.numel() for p in per_head.parameters()) == 104_128
 
 
@@ -298,9 +298,9 @@ def test_hsa_last_keys_keeps_each_memorys_last_raw_keys_and_encodes_only_those()
     assert state.lm_count.tolist() == [[3, 3]] and not state.lm_sum.requires_grad
     # a memory holding fewer keys than it keeps encodes those alone (the padding is masked)
     _, short = layer(x[:, :2])
-    encoder = layer.path.landmark.head_encoders[1]
+    encoder = layer.landmark.head_encoders[1]
     alone = encoder(k[:, 1:2, None, :2].reshape(1, 1, 2, 4))
-    torch.testing.assert_close(layer.path.landmark.landmarks(None, short.lm_sum, short.lm_count)[:, 0, 1], alone[:, 0])
+    torch.testing.assert_close(layer.landmark.landmarks(None, short.lm_sum, short.lm_count)[:, 0, 1], alone[:, 0])
     # a segment longer than the memory keeps: its last keys
     long = MemoryAttentionSpec(hidden_size=8, num_heads=2, segment_len=4, num_memories=2, landmark="hsa_last_keys",
                                hsa_keys=3).build().double()

@@ -30,8 +30,6 @@ from memkit.blocks.local import LocalAttention, rotate  # noqa: F401  (rotate: i
 from memkit.blocks.segments import FixedSegments, Segments
 from memkit.blocks.state import MemoryAttentionState
 
-# Parameters of the path kept under their names from before the layer had parts (saved checkpoints).
-FLAT_NAMES = ("landmark", "q_slc", "expansion")
 
 
 class MemoryAttention(nn.Module):
@@ -43,6 +41,8 @@ class MemoryAttention(nn.Module):
     ``clean_read`` (applied to A_mem, or None). ``key_shift``: k_t from token t−1. ``bias``: biases in
     the projections. ``knock_out`` and ``recorder``: see ``memkit.blocks.diagnostics``.
     """
+
+    OWN_PARTS = ("landmark", "q_slc", "expansion")  # saved checkpoints name their parameters so
 
     def __init__(self, hidden_size: int, num_heads: int, path: nn.Module | Callable[[], nn.Module],
                  local: nn.Module | None = None, segments=None, key_shift: bool = False, gate_init: float = 0.0,
@@ -58,19 +58,34 @@ class MemoryAttention(nn.Module):
         self.gate_logit = nn.Parameter(torch.full((num_heads,), float(gate_init)))
         self.gate_logit.memkit_group = "gate"  # trainer: own learning rate, no weight decay
         self.path = path if isinstance(path, nn.Module) else path()
+        for name in self.OWN_PARTS:  # the path's parts with parameters, under the names they always had
+            part = getattr(self.path.per_sequence, name, None)
+            if part is not None:
+                self.add_module(name, part)
         self.knock_out: str | None = None  # "read": A_mem = 0; "gate": g = 0 (diagnostics.knock_out)
         self.recorder = None  # diagnostics.record
-        self._register_state_dict_hook(_flat_names)
-        self._register_load_state_dict_pre_hook(self._nested_names)
 
     @property
     def num_memories(self) -> int:
         return self.path.num_memories
 
     @property
-    def segment_len(self) -> int | None:
-        """Tokens per segment; None when a segment is not of a fixed length (each call one segment)."""
-        return getattr(self.segments, "segment_len", None)
+    def segment_len(self) -> int:
+        """Tokens per segment as set (``segments.fixed`` says whether a call's segments have that length)."""
+        return self.segments.segment_len
+
+    @property
+    def rotary_dim(self) -> int:
+        return getattr(self.local, "rotary_dim", 0)
+
+    @property
+    def rotary_base(self) -> float:
+        return getattr(self.local, "rotary_base", 10000.0)
+
+    @property
+    def store(self):
+        """The path's ``MemoryStore`` (reads and writes of M, z)."""
+        return self.path.store
 
     @property
     def eps(self) -> float:
@@ -179,30 +194,11 @@ class MemoryAttention(nn.Module):
         f = _cut(self.path.selection_features(x, self._queries(x)[0]), -(-T // L), L)
         return self.path.selection_weights(f, T, state)[:, :, :T]
 
-    def _nested_names(self, state_dict, prefix, *args):
-        """Load: a saved parameter under its flat name (``landmark.…``) goes where the path keeps it."""
-        where = {name.rsplit(".", 1)[-1]: name for name, _ in self.path.named_modules(prefix="path")
-                 if name.rsplit(".", 1)[-1] in FLAT_NAMES}
-        for key in [k for k in state_dict if k.startswith(prefix)]:
-            head, _, rest = key[len(prefix):].partition(".")
-            if head in where:
-                state_dict[f"{prefix}{where[head]}.{rest}"] = state_dict.pop(key)
-
 
 def _cut(t: torch.Tensor, S: int, L: int) -> torch.Tensor:
     """[B,H,n,d] -> [B,H,S,L,d]; padding sits after every real token."""
     extra = S * L - t.shape[2]
     return (F.pad(t, (0, 0, 0, extra)) if extra else t).unflatten(2, (S, L))
-
-
-def _flat_names(module, state_dict, prefix, local_metadata):
-    """Save: the path's parameters under the layer's names from before it had parts (``landmark.…``)."""
-    for key in [k for k in state_dict if k.startswith(prefix + "path.")]:
-        parts = key[len(prefix):].split(".")
-        at = next((i for i, p in enumerate(parts) if p in FLAT_NAMES), None)
-        if at is not None:
-            state_dict[prefix + ".".join(parts[at:])] = state_dict.pop(key)
-    return state_dict
 
 
 def __getattr__(name: str):

@@ -59,7 +59,11 @@ class ManyMemories(SequenceMemory):
     def __init__(self, store: MemoryStore, policy: WritePolicy, landmark: Landmark, selector: Selector,
                  q_slc: nn.Linear | None = None, expansion: ExpansionGate | None = None, write_strategy: str = "loop"):
         super().__init__(store, write_strategy)
-        self.policy, self.landmark, self.selector, self.q_slc, self.expansion = policy, landmark, selector, q_slc, expansion
+        self.policy, self.selector = policy, selector
+        # Parts with parameters are referred to, not registered: the layer holds them under the names they
+        # always had (``MemoryAttention.OWN_PARTS``), so saved checkpoints load as they are.
+        for name, part in (("landmark", landmark), ("q_slc", q_slc), ("expansion", expansion)):
+            object.__setattr__(self, name, part)
         self._expand_share: torch.Tensor | None = None  # see last_expand_share
 
     @property

@@ -74,6 +74,8 @@ class Memories:
 class FixedSegments:
     """Segments of ``segment_len`` tokens, whatever the call's length n."""
 
+    fixed = True  # a segment's length does not depend on the call
+
     def __init__(self, segment_len: int):
         self.segment_len = segment_len
 

@@ -53,7 +53,7 @@ class MemoryBuilder:
         """The calls a source's ids [n] go in as (whole segments; whole calls for a whole-call layer)."""
         layer = self.model.memory
         limit = getattr(self.model, "max_stream_tokens", None)
-        if layer.segment_len is None:  # a whole-call layer: each call is one segment
+        if not layer.segments.fixed:  # a whole-call layer: each call is one segment
             if ids.numel() == 0:
                 return []
             call = min(c for c in (self.call_tokens, limit, ids.numel()) if c is not None)

@@ -149,7 +149,7 @@ class MemoryLM(SpecModel, GenerateMixin):
         """Tokens per segment: the memory's (None when each call is one segment), or the window of a plain
         model in 'segment' mode (else None)."""
         if self.memory is not None:
-            return self.memory.segment_len
+            return self.memory.segment_len if self.memory.segments.fixed else None
         return self.window_len if self.local_window == "segment" else None
 
     @property

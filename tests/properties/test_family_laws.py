@@ -275,7 +275,7 @@ def test_a_shut_gate_reads_the_coarse_memory_and_an_open_one_the_fine_ones(seed,
     single.load_state_dict(hier.state_dict(), strict=False)
     multi.load_state_dict(hier.state_dict(), strict=False)
     x = torch.randn(2, 13, 8, dtype=torch.float64)
-    last = hier.path.expansion.mlp[2]
+    last = hier.expansion.mlp[2]
     with torch.no_grad():
         last.weight.zero_()
         last.bias.fill_(-40.0)

@@ -55,7 +55,7 @@ class ReportsSpec(Spec):
         return ClampedLinearLocal(eps) if self.local_clamped else careful
 
     def segments(self, segment_len: int):
-        return WholeCall() if self.segmentation == "whole_call" else FixedSegments(segment_len)
+        return WholeCall(segment_len) if self.segmentation == "whole_call" else FixedSegments(segment_len)
 
     def clean_read(self):
         return nan_guard if self.nan_guard else None

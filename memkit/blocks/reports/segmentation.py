@@ -5,7 +5,12 @@ from __future__ import annotations
 
 
 class WholeCall:
-    """Each call of n tokens is one segment of n tokens."""
+    """Each call of n tokens is one segment of n tokens (``segment_len``: the setting, kept, unused)."""
+
+    fixed = False
+
+    def __init__(self, segment_len: int = 64):
+        self.segment_len = segment_len
 
     def length(self, n: int) -> int:
         return n
