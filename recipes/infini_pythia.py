@@ -11,7 +11,7 @@ distance (``acc_d<k>``, segments back), and how long it took (``epochs_to_50``/`
 ``tokens_to_50``/``_90``). ``val_acc``/``val_ppl`` are the validation figures a choice may read.
 
 Presets:
-- ``tiny``: trains on a laptop CPU in about a minute (2 layers, hidden 64, 4 heads).
+- ``tiny``: trains on a laptop CPU in about a minute (2 layers, hidden 32, 4 heads).
 - ``pythia70m``: the reports' shape (6 layers, hidden 512, 8 heads, vocab 50,304, rotary 0.25,
   about 70.4M parameters plus the memory layer's), on the same task at 256 tokens; for a GPU.
 """
