@@ -12,9 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-
-class SpecError(ValueError):
-    """A spec value a user gave is not allowed. The message names the field."""
+from memkit.errors import SpecError
 
 
 class Spec(BaseModel):

@@ -23,14 +23,11 @@ from pydantic import Field, field_validator
 
 from memkit.data import debian_texts
 from memkit.data.tokenizer import TokenizerSpec
+from memkit.errors import DataError
 from memkit.spec import Spec
 
 BUILDERS = {".txt": "text", ".text": "text", ".md": "text", ".rst": "text", ".json": "json", ".jsonl": "json",
             ".parquet": "parquet", ".csv": "csv"}
-
-
-class DataError(ValueError):
-    """A data source that cannot be read; the message names the field and what is allowed."""
 
 
 def _local_files(source: str) -> list[Path]:

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from memkit.models.pretrained import CheckpointError, LMOutput
+from memkit.errors import CheckpointError
+from memkit.models.pretrained import LMOutput
 
 MEMKIT_TYPES = ("memkit", "memkit_context_kv")
 

@@ -29,8 +29,8 @@ from torch import nn
 from memkit.eval.metrics import IGNORE, correct_count, peak_memory_mb, perplexity, token_nll
 from memkit.models.inference import batch_logits
 from memkit.spec import Spec
-from memkit.training.resume import EpochHook, Resumable, TrainState
-from memkit.training.step import OptimiserStep, lr_factor
+from memkit.training.resume import EpochHook, Resumable, TrainState  # noqa: F401  (EpochHook: its old home)
+from memkit.training.step import OptimiserStep, lr_factor  # noqa: F401  (lr_factor: its old home)
 
 log = logging.getLogger("memkit.train")
 
