@@ -14,9 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
-
-class SpecError(ValueError):
-    """A spec value a user gave is not allowed. The message names the field."""
+from memkit.errors import SpecError
 
 
 class _OneLineErrors(type(BaseModel)):

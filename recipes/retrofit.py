@@ -32,7 +32,7 @@ from typing import Callable, Literal
 import torch
 from pydantic import Field
 
-from memkit.blocks.attention import MemoryAttentionSpec
+from memkit.blocks.attention_spec import MemoryAttentionSpec
 from memkit.data.corpus import DataError, TextDataSpec
 from memkit.data.tokenizer import save_tokenizer
 from memkit.eval.memory_use import memory_use_figures, with_gates

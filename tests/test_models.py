@@ -127,3 +127,22 @@ def test_an_unknown_field_names_the_spec_it_is_not_in_and_lists_the_fields():
         MemoryLMSpec.create(hidden_size=16, memory=dict(segment_len=4, landmrk="mean_k"))
     assert str(err.value).startswith("memory.landmrk: not a field of MemoryAttentionSpec; its fields: ")
     assert "landmark" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_num_parameters_counts_alike_in_both_models():
+    """One signature for both models: all parameters; only the trained ones (``only_trainable``, or its other
+    name ``trainable_only``); without the token embeddings (``exclude_embeddings``)."""
+    from memkit import ContextKVLMSpec
+
+    memory = small().build()
+    context = ContextKVLMSpec.create(vocab_size=40, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+                                     embeddings="frozen").build()
+    for model in (memory, context):
+        params = list(model.parameters())
+        everything = sum(p.numel() for p in params)
+        trained = sum(p.numel() for p in params if p.requires_grad)
+        embeddings = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
+        assert model.num_parameters() == everything
+        assert model.num_parameters(only_trainable=True) == model.num_parameters(trainable_only=True) == trained
+        assert model.num_parameters(exclude_embeddings=True) == everything - embeddings
+    assert context.num_parameters(trainable_only=True) == context.num_parameters() - 40 * 16  # the frozen embeddings

@@ -31,7 +31,6 @@ from memkit.blocks.segments import FixedSegments, Segments
 from memkit.blocks.state import MemoryAttentionState
 
 
-
 class MemoryAttention(nn.Module):
     """Infini-attention layer. forward(x [B,T,D], state=None, memory=None) -> (y [B,T,D], state).
 
@@ -199,11 +198,3 @@ def _cut(t: torch.Tensor, S: int, L: int) -> torch.Tensor:
     """[B,H,n,d] -> [B,H,S,L,d]; padding sits after every real token."""
     extra = S * L - t.shape[2]
     return (F.pad(t, (0, 0, 0, extra)) if extra else t).unflatten(2, (S, L))
-
-
-def __getattr__(name: str):
-    if name == "MemoryAttentionSpec":  # it builds this layer, so it lives beside it (attention_spec.py)
-        from memkit.blocks.attention_spec import MemoryAttentionSpec
-
-        return MemoryAttentionSpec
-    raise AttributeError(name)

@@ -23,19 +23,11 @@ from pydantic import Field, field_validator
 
 from memkit.data import debian_texts
 from memkit.data.tokenizer import TokenizerSpec
+from memkit.errors import CorpusMissing, DataError  # noqa: F401  (their home before memkit.errors)
 from memkit.spec import Spec
 
 BUILDERS = {".txt": "text", ".text": "text", ".md": "text", ".rst": "text", ".json": "json", ".jsonl": "json",
             ".parquet": "parquet", ".csv": "csv"}
-
-
-class DataError(ValueError):
-    """A data source that cannot be read; the message names the field and what is allowed."""
-
-
-class CorpusMissing(DataError):
-    """``source='debian'`` on a machine without the Debian text packages. The message gives the install line; each
-    command adds how it takes other text (``--space source=...``, ``--source ...``), since only it knows its flags."""
 
 
 def _local_files(source: str) -> list[Path]:

@@ -14,6 +14,7 @@ from typing import Iterable, Literal
 
 from pydantic import Field, model_validator
 
+from memkit.errors import CheckpointError
 from memkit.spec import Spec
 
 EOS = "<|endoftext|>"
@@ -65,8 +66,6 @@ def tokenizer_beside(folder: str | os.PathLike, path: str | None = None, vocab_s
     """The tokenizer of the model saved in ``folder``: ``path`` (a tokenizer.json) when given, else the folder's
     tokenizer.json, else bytes (which needs a vocabulary of 257 ids at least)."""
     from tokenizers import Tokenizer
-
-    from memkit.models.pretrained import CheckpointError
 
     file = Path(path).expanduser() if path else Path(folder).expanduser() / "tokenizer.json"
     if path and not file.is_file():

@@ -29,11 +29,11 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from memkit.blocks.context_kv import ContextBlock, ContextKVCache, ContextKVCacheSpec
+from memkit.errors import InputTooLong
 from memkit.models import neox_stack
-from memkit.models.documents import by_document
-from memkit.models.generation import GenerateMixin
 from memkit.models.neox_stack import PlainCache
-from memkit.models.pretrained import InputTooLong, LMOutput, SpecConfig, SpecModel
+from memkit.models.pretrained import LMOutput, SpecConfig
+from memkit.models.streaming import StreamingLM, StreamState
 from memkit.spec import Spec, check_heads
 
 
@@ -56,7 +56,7 @@ def load_embeddings(path: str, vocab_size: int, hidden_size: int) -> torch.Tenso
 
 
 @dataclass(frozen=True)
-class ContextKVState:
+class ContextKVState(StreamState):
     """What a ``ContextKVLM`` carries between calls: ``context`` [B,C], the last context vector (the recurrence
     goes on from it); ``kv``, keys and values [B,H,t,d] of the last contexts a position can reach back to;
     ``plain``, the GPT-NeoX layers' keys and values (the open window's, or every token's with ``window`` 0);
@@ -67,15 +67,6 @@ class ContextKVState:
     plain: PlainCache = PlainCache()
     seen: int = 0
 
-    def detach(self) -> "ContextKVState":
-        return ContextKVState(self.context.detach(), tuple(t.detach() for t in self.kv),
-                              self.plain.map(torch.Tensor.detach), self.seen)
-
-    def select(self, rows: torch.Tensor) -> "ContextKVState":
-        """The state of the rows ``rows`` (LongTensor) only."""
-        return ContextKVState(self.context[rows], tuple(t[rows] for t in self.kv), self.plain.map(lambda t: t[rows]),
-                              self.seen)
-
 
 class ContextKVConfig(SpecConfig):
     """transformers config of a ``ContextKVLM``: the ``ContextKVLMSpec`` fields."""
@@ -84,7 +75,7 @@ class ContextKVConfig(SpecConfig):
     attribute_map = {"num_hidden_layers": "num_layers", "num_attention_heads": "num_heads"}
 
 
-class ContextKVLM(SpecModel, GenerateMixin):
+class ContextKVLM(StreamingLM):
     """ids [B,T], state=None -> ``LMOutput`` that unpacks as (logits [B,T,V], state); a transformers model like
     ``MemoryLM``. ``state`` (``ContextKVState``) makes a sequence fed in pieces equal one call (recurrent
     contexts only: ``parallel_iterations`` starts every call from random contexts)."""
@@ -144,10 +135,6 @@ class ContextKVLM(SpecModel, GenerateMixin):
     def get_input_embeddings(self):
         return self.embed_in
 
-    def num_parameters(self, trainable_only: bool = False, only_trainable: bool = False,
-                       exclude_embeddings: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not (trainable_only or only_trainable))
-
     def contexts(self, ids: torch.Tensor) -> torch.Tensor:
         """[B,T] -> [B,T,C]; without a graph when the block is frozen (Phase 2)."""
         return self._contexts(self.embed_in(ids))
@@ -169,12 +156,7 @@ class ContextKVLM(SpecModel, GenerateMixin):
         ``targets`` [B,T] (aligned with the logits, -100 = not scored) gives ``loss`` = the mean NLL over the scored
         positions with the head computed only there, and no ``logits`` (the training path); past ``loss_chunk_rows``
         scored positions the head runs in chunks recomputed in backward (less memory, more time)."""
-        self.check_plain_input(attention_mask)
-        if self.restarts_documents(documents):
-            hidden, state = by_document(self._stream, input_ids, state, self.eos_token_id)
-        else:
-            hidden, state = self._stream(input_ids, state)
-        return self.lm_output(hidden, state, labels, targets, loss_chunk_rows)
+        return self.stream_output(input_ids, state, labels, attention_mask, documents, targets, loss_chunk_rows)
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
         """[...,D] -> [...,V]: GPT-NeoX's head, or the tied embeddings without a body (004)."""

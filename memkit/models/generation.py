@@ -20,16 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from transformers.utils import ModelOutput
 
-
-def shifted_loss(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
-    """transformers' causal LM loss: labels [B,T] aligned with the inputs, position t scored on token t+1;
-    -100 is not scored."""
-    if labels is None:
-        return None
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
+from memkit.errors import InputTooLong
 
 
 @dataclass
@@ -117,8 +110,6 @@ class GenerateMixin:
                               logits=tuple(raw) if output_logits else None, state=state)
 
     def _check_length(self, prompt: int, new: int) -> None:
-        from memkit.models.pretrained import InputTooLong
-
         limit = self.max_stream_tokens  # a prompt longer than the limit: the model's forward says so
         if limit is not None and prompt <= limit and prompt + new - 1 > limit:
             raise InputTooLong(f"max_new_tokens: the prompt ({prompt}) and {new} new tokens pass max_position_embeddings "

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from memkit.models.pretrained import CheckpointError, InputTooLong, LMOutput
-from memkit.spec import SpecError
+from memkit.errors import CheckpointError, InputTooLong, SpecError
+from memkit.models.pretrained import LMOutput
 
 MEMKIT_TYPES = ("memkit", "memkit_context_kv")
 

@@ -22,17 +22,18 @@ import torch
 from pydantic import Field, field_serializer, model_validator
 from torch import nn
 
-from memkit.blocks.attention import MemoryAttention, MemoryAttentionSpec, MemoryAttentionState
+from memkit.blocks.attention import MemoryAttention, MemoryAttentionState
+from memkit.blocks.attention_spec import MemoryAttentionSpec
+from memkit.errors import InputTooLong
 from memkit.models import neox_stack
-from memkit.models.documents import by_document
-from memkit.models.generation import GenerateMixin
 from memkit.models.neox_stack import PlainCache
-from memkit.models.pretrained import InputTooLong, LMOutput, SpecConfig, SpecModel
+from memkit.models.pretrained import LMOutput, SpecConfig
+from memkit.models.streaming import StreamingLM, StreamState
 from memkit.spec import Spec, check_heads
 
 
 @dataclass(frozen=True)
-class MemoryLMState:
+class MemoryLMState(StreamState):
     """What a ``MemoryLM`` carries between calls: ``layer``, the memory layer's ``MemoryAttentionState`` (None for
     a plain model); ``plain``, the plain layers' keys and values (``PlainCache``: every token so far in
     ``full`` mode, the open segment's in ``segment`` mode); ``seen``, the tokens of the current document so far
@@ -42,15 +43,6 @@ class MemoryLMState:
     layer: MemoryAttentionState | None
     plain: PlainCache = PlainCache()
     seen: int = 0
-
-    def detach(self) -> "MemoryLMState":
-        return MemoryLMState(None if self.layer is None else self.layer.detach(),
-                             self.plain.map(torch.Tensor.detach), self.seen)
-
-    def select(self, rows: torch.Tensor) -> "MemoryLMState":
-        """The state of the rows ``rows`` (LongTensor) only."""
-        return MemoryLMState(None if self.layer is None else self.layer.select(rows),
-                             self.plain.map(lambda t: t[rows]), self.seen)
 
 
 class _Box:
@@ -83,7 +75,7 @@ class MemkitConfig(SpecConfig):
     attribute_map = {"num_hidden_layers": "num_layers", "num_attention_heads": "num_heads"}
 
 
-class MemoryLM(SpecModel, GenerateMixin):
+class MemoryLM(StreamingLM):
     """Causal LM: forward(input_ids [B,T], state=None) -> ``LMOutput`` that unpacks as (logits [B,T,V], state).
 
     A transformers ``PreTrainedModel`` (``save_pretrained``, ``AutoModelForCausalLM.from_pretrained`` after
@@ -159,9 +151,6 @@ class MemoryLM(SpecModel, GenerateMixin):
             return None
         return self.max_positions
 
-    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not only_trainable)
-
     def memory_nbytes(self) -> int:
         """Memory state bytes per sequence (0 for a plain model)."""
         return self.memory.memory_nbytes() if self.memory is not None else 0
@@ -183,13 +172,8 @@ class MemoryLM(SpecModel, GenerateMixin):
         the scored positions with the head computed only there, and no ``logits`` (the training path); past
         ``loss_chunk_rows`` scored positions the head runs in chunks recomputed in backward (less memory, more time).
         ``use_cache`` and ``return_dict`` are accepted for transformers' callers: the state is always returned."""
-        self.check_plain_input(attention_mask)
-        step = lambda ids, st: self._stream(ids, st, memory)  # noqa: E731
-        if self.restarts_documents(documents):
-            hidden, state = by_document(step, input_ids, state, self.eos_token_id)
-        else:
-            hidden, state = step(input_ids, state)
-        return self.lm_output(hidden, state, labels, targets, loss_chunk_rows)
+        return self.stream_output(input_ids, state, labels, attention_mask, documents, targets, loss_chunk_rows,
+                                  memory=memory)
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
         """[...,D] -> [...,V]: GPT-NeoX's head."""

@@ -1,10 +1,9 @@
 """memkit's models as transformers models: a config made from a spec, an output that unpacks as
-``(logits, state)``, and the errors a saved model or an input can raise.
+``(logits, state)``, and the base of the models (``SpecModel``).
 
 The spec stays the one place settings live: ``SpecConfig.from_spec(spec)`` stores the spec's fields in the
 config (flat, as any ``config.json``), validated by the spec, and ``config.to_spec()`` gives the spec back.
-``register()`` (called once by ``import memkit``: the package's one import-time side effect) tells
-``AutoConfig`` and ``AutoModelForCausalLM`` about the model types ``memkit`` and ``memkit_context_kv``.
+The model types are registered with transformers' Auto classes in the package (``memkit.models.register``).
 
 Axes: B batch, T tokens, V vocab.
 """
@@ -18,16 +17,7 @@ import torch
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from memkit.models.generation import shifted_loss
-from memkit.ops.cross_entropy import scored_cross_entropy
-
-
-class CheckpointError(ValueError):
-    """A saved model or checkpoint that memkit cannot use; the message says what is wrong and what is allowed."""
-
-
-class InputTooLong(ValueError):
-    """An input reaching past the positions the model was built for (full-window mode)."""
+from memkit.errors import CheckpointError, InputTooLong  # noqa: F401  (their old home: kept importable)
 
 
 class SpecConfig(PreTrainedConfig):
@@ -101,40 +91,14 @@ class SpecModel(PreTrainedModel):
             if isinstance(gate, torch.nn.Parameter):
                 gate.memkit_group = "gate"
 
-    def lm_output(self, hidden: torch.Tensor, state, labels: torch.Tensor | None, targets: torch.Tensor | None,
-                  loss_chunk_rows: int) -> "LMOutput":
-        """The forward's output from the final hidden states [B,T,D]: with ``targets``, the loss from the head at
-        the scored positions only (no logits); else the logits [B,T,V] and transformers' shifted loss (``labels``)."""
-        if targets is not None:
-            return LMOutput(loss=scored_cross_entropy(hidden, targets, self._head, loss_chunk_rows), state=state)
-        logits = self._head(hidden)
-        return LMOutput(loss=shifted_loss(logits, labels), logits=logits, state=state)
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False,
+                       trainable_only: bool = False) -> int:
+        """Parameters in the model, each shared one once: only those that train with ``only_trainable``
+        (``trainable_only`` is another name for it), without the token embeddings with ``exclude_embeddings``."""
+        return super().num_parameters(only_trainable=only_trainable or trainable_only,
+                                      exclude_embeddings=exclude_embeddings)
 
     @property
     def spec(self):
         """The spec this model was built from."""
         return self.config.to_spec()
-
-    def restarts_documents(self, documents: str | None) -> bool:
-        """Whether this call restarts at each end-of-document id: ``documents`` (the call's override) or the spec's."""
-        documents = documents or self.documents
-        if documents not in ("separate", "run_together"):
-            raise ValueError(f"documents: 'separate' or 'run_together', got {documents!r}")
-        return documents == "separate" and self.eos_token_id is not None
-
-    def check_plain_input(self, attention_mask) -> None:
-        if attention_mask is not None and not bool(attention_mask.all()):
-            raise ValueError("attention_mask: memkit models take unpadded inputs (every row as long as the call); "
-                             "mark documents with the end-of-document id instead")
-
-
-def register() -> None:
-    """Register memkit's model types with transformers' Auto classes (idempotent)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from memkit.models.context_kv_lm import ContextKVConfig, ContextKVLM
-    from memkit.models.memory_lm import MemkitConfig, MemoryLM
-
-    for config, model in ((MemkitConfig, MemoryLM), (ContextKVConfig, ContextKVLM)):
-        AutoConfig.register(config.model_type, config, exist_ok=True)
-        AutoModelForCausalLM.register(config, model, exist_ok=True)

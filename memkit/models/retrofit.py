@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from memkit.blocks.attention import MemoryAttentionSpec
+from memkit.blocks.attention_spec import MemoryAttentionSpec
+from memkit.errors import CheckpointError
 from memkit.models.memory_lm import MemoryLM, MemoryLMSpec
-from memkit.models.pretrained import CheckpointError
 
 CLOSED_GATE = -20.0  # sigmoid(−20) ≈ 2e−9: the memory read is weighed at nothing until training opens the gate
 # what memkit's GPT-NeoX is built with; a checkpoint that differs cannot be reproduced

@@ -14,7 +14,6 @@ weight decay: public Infini-attention ports saw gates stuck at 0.5 without this.
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 import math
 import random
@@ -27,9 +26,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from memkit.eval.metrics import correct_count, masked_loss, peak_memory_mb, perplexity, token_nll
+from memkit.eval.metrics import IGNORE, correct_count, peak_memory_mb, perplexity, token_nll
 from memkit.models.inference import batch_logits
 from memkit.spec import Spec
+from memkit.training.resume import EpochHook, Resumable, TrainState  # noqa: F401  (EpochHook: its old home)
+from memkit.training.step import OptimiserStep, lr_factor  # noqa: F401  (lr_factor: its old home)
 
 log = logging.getLogger("memkit.train")
 
@@ -142,17 +143,6 @@ def reset_shared_memories(model: nn.Module, moment: str) -> None:
             mod.reset_shared(moment)
 
 
-def lr_factor(step: int, total: int, spec: TrainSpec) -> float:
-    """The learning rate at optimiser step ``step`` (0-based) as a share of ``lr``: linear warmup
-    over ``warmup_steps``, then constant, or cosine from 1 down to ``final_lr`` at step ``total``."""
-    if spec.warmup_steps and step < spec.warmup_steps:
-        return (step + 1) / spec.warmup_steps
-    if spec.schedule == "constant":
-        return 1.0
-    done = min(1.0, (step - spec.warmup_steps) / max(1, total - spec.warmup_steps))
-    return spec.final_lr + (1 - spec.final_lr) * 0.5 * (1 + math.cos(math.pi * done))
-
-
 def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], batch_size: int) -> dict:
     """val loss, perplexity and accuracy over scored positions of ``data`` = (ids, targets). A validation
     starts: batch-shared memories reset as their regime says."""
@@ -165,89 +155,117 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], batch_si
     return {"loss": nll / max(count, 1), "ppl": perplexity(nll, count), "acc": hits / max(count, 1)}
 
 
-@dataclass
-class TrainState:
-    """Where a training run stands after an epoch: all ``train`` needs to go on as if it never stopped.
 
-    ``as_dict`` gives plain tensors and numbers (``torch.save``-able, loadable with ``weights_only``);
-    ``from_dict`` reads them back. ``model``/``optimizer`` are the current weights and optimiser state,
-    ``best_state`` the best epoch's weights, ``rng`` the generators (data order, torch, Python),
-    ``shared`` the reports' batch-shared memories (they can carry across epochs)."""
-
-    epoch: int = 0
-    step: int = 0
-    best_score: float = -math.inf
-    bad: int = 0
-    done: bool = False  # solved, converged or capped: nothing left to train
-    train_seconds: float = 0.0
-    train_tokens: int = 0
-    result: dict = field(default_factory=dict)
-    best_state: dict | None = None
-    model: dict | None = None
-    optimizer: dict | None = None
-    rng: dict | None = None
-    shared: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return {f: getattr(self, f) for f in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainState":
-        return cls(**data)
+def _place(model: nn.Module, spec: TrainSpec) -> torch.device:
+    """Moves the model where ``spec.device`` says; on CUDA, fp32 matmuls on tensor cores and a fresh memory peak."""
+    if spec.device == "cuda" or (spec.device == "auto" and torch.cuda.is_available()):
+        model.to("cuda")
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.cuda.reset_peak_memory_stats(device)
+    return device
 
 
-class EpochHook:
-    """What a caller may pass as ``on_epoch`` to keep a run resumable (the grid's trials do): called
-    with each epoch's figures like any ``on_epoch``; ``save_state(state, model)`` comes first, after
-    every epoch, with the ``TrainState`` to keep; ``resume_state()`` gives one back to continue from
-    (None: start afresh). Any callable works as ``on_epoch``; these two methods are optional."""
+class _Draws:
+    """epoch -> (ids, targets): the fixed tensors every epoch, or the function's draw for that epoch (epoch 1's
+    drawn once, at the start: its shape sizes the run)."""
 
-    def __call__(self, row: dict) -> None:
-        pass
+    def __init__(self, train_data: TrainData, spec: TrainSpec):
+        if spec.fresh_samples and not callable(train_data):
+            raise ValueError("fresh_samples needs train_data as a function epoch -> (ids, targets)")
+        self.draw = train_data if callable(train_data) else None
+        self.first = self.draw(1) if self.draw is not None else train_data
 
-    def save_state(self, state: TrainState, model: nn.Module) -> None:
-        pass
+    def __call__(self, epoch: int) -> Data:
+        return self.first if epoch == 1 or self.draw is None else self.draw(epoch)
 
-    def resume_state(self) -> TrainState | None:
+
+class _Stopping:
+    """Early stopping on the monitored figure (val loss or val accuracy), and the best epoch.
+
+    ``judge(row, state)`` -> whether the epoch is the best so far (``state.best_score``, ``state.bad`` move);
+    ``reason(row, state)`` -> "solved", "converged" or None (go on)."""
+
+    def __init__(self, spec: TrainSpec):
+        self.spec = spec
+
+    def score(self, row: dict) -> float:
+        """The monitored figure, signed so that larger is better."""
+        return row["val_acc"] if self.spec.monitor == "acc" else -row["val_loss"]
+
+    def judge(self, row: dict, state: TrainState) -> bool:
+        # the best epoch is kept whenever the figure is higher; patience counts only gains over min_delta
+        score = self.score(row)
+        state.bad = 0 if score > state.best_score + self.spec.min_delta else state.bad + 1
+        if score <= state.best_score:
+            return False
+        state.best_score = score
+        return True
+
+    def reason(self, row: dict, state: TrainState) -> str | None:
+        if self.spec.solve_at is not None and row["val_acc"] >= self.spec.solve_at:
+            return "solved"
+        if state.bad >= self.spec.patience and row["epoch"] >= self.spec.min_epochs:
+            return "converged"
         return None
 
-    def keep_beside_model(self, write) -> None:
-        """``write(folder)`` runs each time the model is saved, into its folder (its tokenizer, its data)."""
+
+class _Progress:
+    """A bar per epoch where a terminal shows it, and a line per epoch on the ``memkit.train`` logger (and on
+    stderr with ``progress``; None: when stderr is a terminal)."""
+
+    def __init__(self, progress: bool | None):
+        self.lines = sys.stderr.isatty() if progress is None else progress
+        self.bar_on = self.lines and sys.stderr.isatty()  # a bar redraws in place: only on a terminal
+
+    def bar(self, steps: int, epoch: int):
+        from tqdm.auto import tqdm
+
+        return tqdm(range(steps), desc=f"epoch {epoch}", disable=not self.bar_on, leave=False)
+
+    def epoch(self, row: dict, improved: bool) -> None:
+        line = (f"epoch {row['epoch']:3d}  train_ppl={row['train_ppl']:.3f}  val_ppl={row['val_ppl']:.3f}  "
+                f"val_acc={row['val_acc']:.3f}  lr={row['lr']:.3g}  {row['seconds']:.1f}s {'*' if improved else ''}")
+        log.info(line)
+        if self.lines:
+            print(line, file=sys.stderr, flush=True)
 
 
-def _shared_memories(model: nn.Module) -> dict:
-    return {name: mod.shared for name, mod in model.named_modules() if getattr(mod, "shared", None) is not None}
+def _train_epoch(model: nn.Module, step: OptimiserStep, draws: _Draws, epoch: int, state: TrainState,
+                 gen: torch.Generator, progress: _Progress) -> tuple[float, int, float]:
+    """One pass over the epoch's data in a shuffled order: (summed NLL, scored tokens, seconds)."""
+    t0 = time.perf_counter()
+    ids, targets = draws(epoch)
+    device = next(model.parameters()).device
+    batch_size = step.spec.batch_size
+    reset_shared_memories(model, "training" if epoch == 1 else "epoch")  # the reports' batch-shared memories
+    order = torch.randperm(len(ids), generator=gen)
+    nll_sum, scored = 0.0, 0
+    steps = math.ceil(len(ids) / batch_size)
+    bar = progress.bar(steps, epoch)
+    for i in bar:
+        idx = order[i * batch_size : (i + 1) * batch_size]
+        x, y = ids[idx].to(device), targets[idx].to(device)
+        nll = step(x, y, state.step, at=f"epoch {epoch}, step {i + 1} of {steps}")
+        state.step += 1
+        k = int((y != IGNORE).sum())
+        nll_sum, scored = nll_sum + nll * k, scored + k
+        if progress.bar_on:
+            bar.set_postfix(loss=f"{nll:.3f}")
+    seconds = time.perf_counter() - t0
+    state.train_seconds += seconds
+    state.train_tokens += ids.numel()
+    return nll_sum, scored, seconds
 
 
-def _snapshot(state: TrainState, model: nn.Module, opt, gen: torch.Generator) -> TrainState:
-    """The state with copies of everything live (weights, optimiser, generators, shared memories)."""
-    state.model = copy.deepcopy(model.state_dict())
-    state.optimizer = copy.deepcopy(opt.state_dict())
-    state.rng = {"order": gen.get_state(), "torch": torch.get_rng_state(), "python": random.getstate()}
-    state.shared = {name: mem.export() for name, mem in _shared_memories(model).items()}
-    return state
-
-
-def _restore(state: TrainState, model: nn.Module, opt, gen: torch.Generator) -> TrainResult:
-    model.load_state_dict(state.model)
-    opt.load_state_dict(state.optimizer)
-    gen.set_state(state.rng["order"])
-    torch.set_rng_state(state.rng["torch"])
-    random.setstate(state.rng["python"])
-    for name, mem in _shared_memories(model).items():
-        mem.restore(state.shared.get(name))
-    return TrainResult(**state.result)
-
-
-def check_finite(loss: float, grad_norm: torch.Tensor, epoch: int, step: int, steps: int) -> None:
-    """Stop at the first step whose loss or gradient is not finite, before the optimiser applies it (the weights
-    stay those of the step before); ``FloatingPointError`` says where (a grid trial ends as ``nan``)."""
-    if not math.isfinite(loss):
-        raise FloatingPointError(f"loss is not finite ({loss}) at epoch {epoch}, step {step} of {steps}")
-    norm = float(grad_norm)  # one sync per step, as the loss's float() above it already is
-    if not math.isfinite(norm):
-        raise FloatingPointError(f"gradient is not finite (norm {norm}) at epoch {epoch}, step {step} of {steps}, "
-                                 f"loss {loss:.4g}")
+def _epoch_row(epoch: int, nll_sum: float, scored: int, seconds: float, val: dict, lr: float) -> dict:
+    row = {"epoch": epoch, "train_loss": nll_sum / max(scored, 1), "train_ppl": perplexity(nll_sum, scored),
+           "val_loss": val["loss"], "val_ppl": val["ppl"], "val_acc": val["acc"], "seconds": seconds, "lr": lr}
+    if not math.isfinite(row["val_loss"]) or not math.isfinite(row["train_loss"]):
+        raise FloatingPointError(f"loss is not finite at epoch {epoch}: {row}")
+    return row
 
 
 def train(
@@ -269,123 +287,41 @@ def train(
     ``progress``). An ``on_epoch`` with ``save_state``/``resume_state`` (``EpochHook``) keeps the run
     resumable: resumed, it goes on from the saved epoch exactly as if it had never stopped.
     """
-    from tqdm.auto import tqdm
-
     seed_everything(spec.seed)
     if spec.threads:
         torch.set_num_threads(spec.threads)
-    if progress is None:
-        progress = sys.stderr.isatty()
-    bar_on = progress and sys.stderr.isatty()  # a bar redraws in place: only where a terminal shows it
-    draw = train_data if callable(train_data) else None
-    if spec.fresh_samples and draw is None:
-        raise ValueError("fresh_samples needs train_data as a function epoch -> (ids, targets)")
-    if spec.device == "cuda" or (spec.device == "auto" and torch.cuda.is_available()):
-        model.to("cuda")
-    device = next(model.parameters()).device
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls on tensor cores
-        torch.backends.cudnn.allow_tf32 = True
-        torch.cuda.reset_peak_memory_stats(device)
+    shown, draws = _Progress(progress), _Draws(train_data, spec)
+    device = _place(model, spec)
     opt = torch.optim.AdamW(param_groups(model, spec), fused=device.type == "cuda")
-    forward = torch.compile(model) if spec.compile_model else model
-    scored_path = spec.loss_at == "scored" and "targets" in inspect.signature(model.forward).parameters
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16")
-    base_lrs = [g["lr"] for g in opt.param_groups]
-    ids, targets = draw(1) if draw is not None else train_data
-    n, T = ids.shape
-    steps_per_epoch = math.ceil(n / spec.batch_size)
-    gen = torch.Generator().manual_seed(spec.seed)
-    # the monitored figure, signed so that larger is better
-    score = (lambda r: r["val_acc"]) if spec.monitor == "acc" else (lambda r: -r["val_loss"])
-    save_state = getattr(on_epoch, "save_state", None)
-    resumed = getattr(on_epoch, "resume_state", lambda: None)()
-
-    state, result = TrainState(), TrainResult(tokens_per_epoch=n * T)
-    if resumed is not None:
-        state = resumed
-        result = _restore(state, model, opt, gen)
+    n, T = draws.first[0].shape
+    step = OptimiserStep(model, opt, spec, total_steps=spec.max_epochs * math.ceil(n / spec.batch_size))
+    gen = torch.Generator().manual_seed(spec.seed)  # the data order's
+    resumable, stopping = Resumable(on_epoch, model, opt, gen), _Stopping(spec)
+    state, saved = resumable.start()
+    result = TrainResult(**saved) if saved is not None else TrainResult(tokens_per_epoch=n * T)
     model.train()
     while not state.done and state.epoch < spec.max_epochs:
         epoch = state.epoch + 1
-        t0 = time.perf_counter()
-        if draw is not None and epoch > 1:
-            ids, targets = draw(epoch)
-        reset_shared_memories(model, "training" if epoch == 1 else "epoch")  # the reports' batch-shared memories
-        order = torch.randperm(n, generator=gen)
-        nll_sum, scored = 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", disable=not bar_on, leave=False)
-        for i in bar:
-            idx = order[i * spec.batch_size : (i + 1) * spec.batch_size]
-            x, y = ids[idx].to(device), targets[idx].to(device)
-            factor = lr_factor(state.step, spec.max_epochs * steps_per_epoch, spec)
-            for g, lr in zip(opt.param_groups, base_lrs):
-                g["lr"] = lr * factor
-            opt.zero_grad(set_to_none=True)
-            k = int((y != -100).sum())
-            step_nll = 0.0
-            for xs, ys in zip(x.chunk(spec.grad_accumulation), y.chunk(spec.grad_accumulation)):
-                with autocast:
-                    if scored_path:
-                        # 0, with a graph, when nothing is scored here
-                        loss = forward(xs, targets=ys, loss_chunk_rows=spec.loss_chunk_rows).loss
-                    else:
-                        logits, _ = forward(xs)
-                        loss = masked_loss(logits, ys) if (ys != -100).any() else logits.sum() * 0.0
-                # each micro-batch's mean NLL, weighted by its share of the step's scored tokens
-                loss = loss * (int((ys != -100).sum()) / max(k, 1))
-                loss.backward()
-                step_nll += float(loss.detach())
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
-            check_finite(step_nll, grad_norm, epoch, i + 1, steps_per_epoch)
-            opt.step()
-            state.step += 1
-            nll_sum, scored = nll_sum + step_nll * k, scored + k
-            if bar_on:
-                bar.set_postfix(loss=f"{step_nll:.3f}")
-        seconds = time.perf_counter() - t0
-        state.train_seconds += seconds
-        state.train_tokens += n * T
-        val = evaluate(model, val_data, spec.batch_size)
-        row = {
-            "epoch": epoch,
-            "train_loss": nll_sum / max(scored, 1),
-            "train_ppl": perplexity(nll_sum, scored),
-            "val_loss": val["loss"],
-            "val_ppl": val["ppl"],
-            "val_acc": val["acc"],
-            "seconds": seconds,
-            "lr": base_lrs[0] * factor,
-        }
-        if not math.isfinite(row["val_loss"]) or not math.isfinite(row["train_loss"]):
-            raise FloatingPointError(f"loss is not finite at epoch {epoch}: {row}")
-        # the best epoch is kept whenever the figure is higher; patience counts only real gains
-        if score(row) > state.best_score + spec.min_delta:
-            state.bad = 0
-        else:
-            state.bad += 1
-        improved = score(row) > state.best_score
+        nll_sum, scored, seconds = _train_epoch(model, step, draws, epoch, state, gen, shown)
+        row = _epoch_row(epoch, nll_sum, scored, seconds, evaluate(model, val_data, spec.batch_size), step.lr)
+        improved = stopping.judge(row, state)
         if improved:
-            state.best_score, result.best_epoch = score(row), epoch
+            result.best_epoch, result.best = epoch, dict(row)
             state.best_state = copy.deepcopy(model.state_dict())
-            result.best = dict(row)
-        row["best"] = improved
-        result.history.append(row)
-        if spec.solve_at is not None and row["val_acc"] >= spec.solve_at:
-            result.stop, state.done = "solved", True
-        elif state.bad >= spec.patience and epoch >= spec.min_epochs:
-            result.stop, state.done = "converged", True
+        result.history.append({**row, "best": improved})
+        reason = stopping.reason(row, state)
+        if reason is not None:
+            result.stop, state.done = reason, True
         state.epoch = epoch
-        if save_state is not None:  # before on_epoch: a trial reports the epoch's figures with its state
-            state.result = {f: getattr(result, f) for f in result.__dataclass_fields__}
-            save_state(_snapshot(state, model, opt, gen), model)
+        resumable.save(state, result)  # before on_epoch: a trial reports the epoch's figures with its state
         if on_epoch is not None:
-            on_epoch(dict(row))
-        line = (f"epoch {epoch:3d}  train_ppl={row['train_ppl']:.3f}  val_ppl={row['val_ppl']:.3f}  "
-                f"val_acc={row['val_acc']:.3f}  lr={row['lr']:.3g}  {seconds:.1f}s {'*' if improved else ''}")
-        log.info(line)
-        if progress:
-            print(line, file=sys.stderr, flush=True)
+            on_epoch(dict(result.history[-1]))
+        shown.epoch(row, improved)
+    return _finish(model, state, result, device)
+
+
+def _finish(model: nn.Module, state: TrainState, result: TrainResult, device: torch.device) -> TrainResult:
+    """Restores the best epoch's weights; fills in how the run ended and its speed."""
     result.stopped_early = result.stop != "cap"
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
