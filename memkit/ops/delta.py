@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from memkit.ops.memory import full_precision, state_dtype
 
-__all__ = ["chunk_delta_rule"]
+__all__ = ["chunk_delta_rule", "fla_delta_rule"]
 
 
 def chunk_delta_rule(
@@ -103,3 +103,31 @@ def _chunks(q, k, v, beta, gamma, S):
         outs.append(from_state + scores[:, :, n] @ U)
         S = S + U.transpose(-1, -2) @ k_n
     return torch.stack(outs, 2), S
+
+
+def fla_delta_rule(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    g: torch.Tensor | None = None,
+    initial_state: torch.Tensor | None = None,
+    scale: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``chunk_delta_rule`` computed by flash-linear-attention's kernels (CUDA, ``pip install
+    flash-linear-attention``): same arguments, shapes and state layout ([B,H,V,K]); fla's own are
+    [B,T,H,·] and a state [B,H,K,V], converted here. Its kernels want half-precision inputs."""
+    import inspect
+
+    from fla.ops.delta_rule import chunk_delta_rule as fla_chunk
+    from fla.ops.gated_delta_rule import chunk_gated_delta_rule as fla_gated
+
+    fn = fla_chunk if g is None else fla_gated
+    seq = lambda t: t.transpose(1, 2).contiguous()  # noqa: E731  [B,H,T,·] -> [B,T,H,·]
+    kwargs = dict(scale=k.shape[-1] ** -0.5 if scale is None else scale, output_final_state=True,
+                  initial_state=None if initial_state is None else initial_state.transpose(-1, -2).float().contiguous())
+    if "head_first" in inspect.signature(fn).parameters:  # older releases put heads first by default
+        kwargs["head_first"] = False
+    gates = () if g is None else (seq(g).float(),)
+    o, S = fn(seq(q), seq(k), seq(v), *gates, seq(beta).to(q.dtype), **kwargs)
+    return o.transpose(1, 2), S.transpose(-1, -2)
