@@ -66,7 +66,10 @@ def test_a_window_as_long_as_the_sequence_is_full_attention_and_a_shorter_one_is
     torch.manual_seed(0)
     full = WindowAttentionSpec(hidden_size=8, num_heads=2, rotary_dim=2).build().double()
     x = torch.randn(2, 9, 8, dtype=torch.float64)
-    windowed = lambda W: WindowAttentionSpec(hidden_size=8, num_heads=2, window=W, rotary_dim=2).build().double()  # noqa: E731
+
+    def windowed(W):
+        return WindowAttentionSpec(hidden_size=8, num_heads=2, window=W, rotary_dim=2).build().double()
+
     for W in (9, 20):
         layer = windowed(W)
         layer.load_state_dict(full.state_dict())
