@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 from pydantic import Field, model_validator
 
+from memkit.blocks.attention import MemoryAttention
 from memkit.eval.metrics import accuracy_by_segment
 from memkit.eval.tasks.recall import RecallTask, accuracy_by_distance
 from memkit.models.memory_lm import MemoryLMSpec
@@ -162,7 +163,8 @@ def run(spec: InfiniPythiaSpec, on_epoch: Callable[[dict], None] | None = None, 
     test = evaluate(model, test_data, spec.train.batch_size)
     by_segment = accuracy_by_segment(model, test_data, task.segment_len, spec.train.batch_size)
     by_distance = accuracy_by_distance(model, task, task.num_test, seed, spec.train.batch_size, split="test")
-    gate = model.memory.gate().detach() if model.memory is not None else torch.zeros(0)
+    memory = model.memory if isinstance(model.memory, MemoryAttention) else None  # a baseline design has no gate
+    gate = memory.gate().detach() if memory is not None else torch.zeros(0)
     return {
         "val_acc": val["acc"],
         "val_ppl": val["ppl"],
@@ -173,7 +175,7 @@ def run(spec: InfiniPythiaSpec, on_epoch: Callable[[dict], None] | None = None, 
         **training_figures(model, result, spec.train.solve_at, chance=1 / task.num_values),
         "memory_bytes": model.memory_nbytes(),
         "gate_mean": float(gate.mean()) if gate.numel() else float("nan"),
-        "expand_share": model.memory.last_expand_share if model.memory is not None else float("nan"),
+        "expand_share": memory.last_expand_share if memory is not None else float("nan"),
         "train_seconds": time.perf_counter() - t0,
     }
 
