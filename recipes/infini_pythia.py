@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 from pydantic import Field, model_validator
 
+from memkit.blocks.attention import MemoryAttention
 from memkit.eval.memory_use import memory_use_figures, with_gates
 from memkit.eval.metrics import accuracy_by_segment
 from memkit.eval.tasks.recall import RecallTask, accuracy_by_distance
@@ -170,6 +171,7 @@ def run(spec: InfiniPythiaSpec, on_epoch: Callable[[dict], None] | None = None, 
                                                                            "test_ppl": test["ppl"]})
     by_segment = accuracy_by_segment(model, test_data, task.segment_len, spec.train.batch_size)
     by_distance = accuracy_by_distance(model, task, task.num_test, seed, spec.train.batch_size, split="test")
+    memory = model.memory if isinstance(model.memory, MemoryAttention) else None  # a baseline design has no gate
     return {
         "val_acc": val["acc"],
         "val_ppl": val["ppl"],
@@ -180,7 +182,7 @@ def run(spec: InfiniPythiaSpec, on_epoch: Callable[[dict], None] | None = None, 
         **training_figures(model, result, spec.train.solve_at, chance=1 / task.num_values),
         "memory_bytes": model.memory_nbytes(),
         "gate_mean": float("nan"),  # a model without a memory layer; memory_use_figures sets it otherwise
-        "expand_share": model.memory.last_expand_share if model.memory is not None else float("nan"),
+        "expand_share": memory.last_expand_share if memory is not None else float("nan"),
         **use,
         "train_seconds": time.perf_counter() - t0,
     }

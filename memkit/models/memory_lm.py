@@ -26,6 +26,7 @@ from memkit.blocks.attention import MemoryAttention, MemoryAttentionState
 from memkit.blocks.attention_spec import MemoryAttentionSpec
 from memkit.errors import InputTooLong
 from memkit.models import neox_stack
+from memkit.models.designs import DesignSpec, build_layer, derive_design_shape
 from memkit.models.neox_stack import PlainCache
 from memkit.models.pretrained import LMOutput, SpecConfig
 from memkit.models.streaming import StreamingLM, StreamState
@@ -64,7 +65,8 @@ class _NeoXMemoryAttention(nn.Module):
         if memkit_box is None:  # called outside MemoryLM: each row one sequence
             return self.block(hidden_states)[0], None
         fold = memkit_box.fold
-        y, memkit_box.state = self.block(fold.to_sequences(hidden_states), memkit_box.state, memory=memkit_box.memory)
+        forced = {} if memkit_box.memory is None else {"memory": memkit_box.memory}  # a baseline takes none
+        y, memkit_box.state = self.block(fold.to_sequences(hidden_states), memkit_box.state, **forced)
         return fold.to_rows(y, hidden_states), None
 
 
@@ -109,12 +111,12 @@ class MemoryLM(StreamingLM):
             attn_implementation="sdpa",
         )
         self.hf = GPTNeoXForCausalLM(neox)
-        self.memory_layer, self.local_window = spec.memory_layer, spec.local_window
+        self.memory_layer, self.local_window, self.design = spec.memory_layer, spec.local_window, spec.design.name
         self.max_positions, self.documents, self.eos_token_id = (spec.max_position_embeddings, spec.documents,
                                                                  spec.eos_token_id)
         self.window_len = spec.memory.segment_len  # 'segment' mode: the plain model keeps the memory model's window
         if spec.memory_layer is not None:
-            memory = spec.memory.build()
+            memory = build_layer(spec)
             if spec.memory_init == "neox":
                 for mod in memory.modules():
                     if isinstance(mod, nn.Linear):
@@ -140,7 +142,7 @@ class MemoryLM(StreamingLM):
     def segment_len(self) -> int | None:
         """Tokens per segment: the memory's (None when each call is one segment), or the window of a plain
         model in 'segment' mode (else None)."""
-        if self.memory is not None:
+        if self.memory is not None and self.design == "infini":
             return self.memory.segment_len if self.memory.segments.fixed else None
         return self.window_len if self.local_window == "segment" else None
 
@@ -212,6 +214,8 @@ class MemoryLMSpec(Spec):
     memory_layer: int | None = Field(0, ge=0, description="index of the memory layer; None = plain model")
     local_window: Literal["segment", "full"] = Field("full", description="what the plain layers see")
     memory: MemoryAttentionSpec = Field(default_factory=MemoryAttentionSpec)
+    design: DesignSpec = Field(default_factory=DesignSpec, description="the layer at memory_layer: the memory "
+                               "(infini) or a baseline (deltanet, gated_deltanet, sliding_window, full_attention)")
     initializer_range: float = Field(0.02, gt=0)
     # "torch" keeps PyTorch's Linear init (std ≈ 1/√(3D)) in the memory layer: with NeoX's 0.02,
     # σ(q)·σ(k) ≈ 1 for every pair, the first reads are plain averages and recall sat on a
@@ -249,6 +253,8 @@ class MemoryLMSpec(Spec):
                                      f"the memory layer takes the model's: leave memory.{name} out")
                 memory[name] = model_value
             data = {**data, "memory": memory}
+            data = derive_design_shape(data, memory["hidden_size"], memory["num_heads"], *(
+                data.get(f, cls.model_fields[f].default) for f in ("rotary_pct", "rotary_base")))
         return data
 
     @field_serializer("memory", mode="wrap")

@@ -56,3 +56,24 @@ def naive_causal_softmax(q, k, v):
         scores = torch.einsum("bhd,bhsd->bhs", q[:, :, t], k[:, :, : t + 1]) * scale
         out[:, :, t] = torch.einsum("bhs,bhsd->bhd", scores.softmax(-1), v[:, :, : t + 1])
     return out
+
+
+def naive_delta_rule(q, k, v, beta, g=None, initial_state=None, scale=None):
+    """The (gated) delta rule token by token: decay first, then the delta step on the decayed state.
+
+    S_t = α_t S_{t−1} + β_t (v_t − α_t S_{t−1} k_t) k_tᵀ, α_t = exp(g_t) (1 when g is None);
+    o_t = scale · S_t q_t. q, k [B,H,T,K], v [B,H,T,V], beta, g [B,H,T], initial_state [B,H,V,K].
+    Returns (o [B,H,T,V], final state [B,H,V,K]).
+    """
+    B, H, T, K = k.shape
+    scale = K**-0.5 if scale is None else scale
+    S = q.new_zeros(B, H, v.shape[-1], K) if initial_state is None else initial_state
+    out = []
+    for t in range(T):
+        if g is not None:
+            S = g[:, :, t, None, None].exp() * S
+        kt = k[:, :, t]
+        retrieved = torch.einsum("bhvk,bhk->bhv", S, kt)
+        S = S + beta[:, :, t, None, None] * torch.einsum("bhv,bhk->bhvk", v[:, :, t] - retrieved, kt)
+        out.append(scale * torch.einsum("bhvk,bhk->bhv", S, q[:, :, t]))
+    return torch.stack(out, 2), S

@@ -1,0 +1,61 @@
+"""Which layer sits in a ``MemoryLM``'s memory place: the Infini-attention layer or a baseline, by name.
+
+``DesignSpec.name``: ``infini`` (``MemoryAttention``, the model's ``memory`` spec), ``deltanet`` and
+``gated_deltanet`` (``DeltaNetAttention``, its settings in ``deltanet``), ``sliding_window`` (``WindowAttention``
+over the last ``attention.window`` tokens; None: the memory's ``segment_len``) and ``full_attention``
+(``WindowAttention`` over every token of the model's context, ``max_position_embeddings``: its state is sized
+for that context). The layers' width and heads are the model's and the attention's rotary is GPT-NeoX's
+(``rotary_pct``, ``rotary_base``): derived, never set twice.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from torch import nn
+
+from memkit.blocks.deltanet import DeltaNetAttentionSpec
+from memkit.blocks.window import WindowAttentionSpec
+from memkit.spec import Spec
+
+
+class DesignSpec(Spec):
+    """The layer in the memory place, by name, with the baselines' own settings."""
+
+    name: Literal["infini", "deltanet", "gated_deltanet", "sliding_window", "full_attention"] = Field(
+        "infini", description="the layer in the memory place: the memory layer, or a baseline")
+    deltanet: DeltaNetAttentionSpec = Field(default_factory=DeltaNetAttentionSpec,
+                                            description="deltanet, gated_deltanet: the layer's settings")
+    attention: WindowAttentionSpec = Field(default_factory=WindowAttentionSpec, description="sliding_window: "
+                                           "its window (None: the memory's segment_len); full_attention: unused")
+
+
+def derive_design_shape(data: dict, hidden_size: int, num_heads: int, rotary_pct: float, rotary_base: float) -> dict:
+    """For ``MemoryLMSpec``'s ``mode="before"`` validator: ``data["design"]`` with the model's width, heads and
+    rotary in its layers' specs, and ``gated`` from the name."""
+    design = data.get("design", {})
+    design = design.model_dump() if isinstance(design, Spec) else dict(design)
+    shape = dict(hidden_size=hidden_size, num_heads=num_heads)
+    deltanet = design.get("deltanet", {})
+    deltanet = deltanet.model_dump() if isinstance(deltanet, Spec) else dict(deltanet)
+    design["deltanet"] = {**deltanet, **shape, "gated": design.get("name") == "gated_deltanet"}
+    attention = design.get("attention", {})
+    attention = attention.model_dump() if isinstance(attention, Spec) else dict(attention)
+    rotary = int(hidden_size // max(num_heads, 1) * rotary_pct) // 2 * 2  # GPT-NeoX's rotary dims, made even
+    design["attention"] = {**attention, **shape, "rotary_dim": rotary, "rotary_base": rotary_base}
+    return {**data, "design": design}
+
+
+def build_layer(spec) -> nn.Module:
+    """The layer a ``MemoryLMSpec`` puts in its memory place."""
+    design = spec.design
+    if design.name == "infini":
+        return spec.memory.build()
+    if design.name in ("deltanet", "gated_deltanet"):
+        return design.deltanet.build()
+    if design.name == "sliding_window":
+        window = design.attention.window or spec.memory.segment_len
+    else:  # full attention over the model's context (in full-window mode no stream is longer)
+        window = spec.max_position_embeddings
+    return design.attention.with_overrides(window=window).build()
