@@ -1,0 +1,145 @@
+"""The ladder: from a report recipe's as-run arm to its careful arm, one choice at a time.
+
+Between the two arms lie the choices F the as-run arm makes (``recipes/_as_run.py``, ``AS_RUN_CHOICES``: the spec
+paths it sets, grouped where they act together). For each choice f the ladder runs two rungs beside the two ends:
+the careful arm with f alone set as run (``+f``), and the as-run arm with f alone set back careful (``−f``). Every
+rung runs over the same seeds, so each is compared paired against both ends. A choice that differs between the arms
+but means nothing for the design (the expansion gate's input without a hierarchy) is named and left out.
+
+Rungs are grid points of the careful arm with explicit overrides, so each is the spec it says it is; both arms run
+the as-run arm's evaluations (passkey and MQAR, which test nothing as run, are left out of every rung).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from ablations.space import apply_overrides
+from memkit.blocks.attention_spec import MemoryAttentionSpec
+from memkit.eval.stats import paired_difference
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One point of the ladder: ``name`` ("as run", "careful", "+<choice>", "−<choice>") and its overrides."""
+
+    name: str
+    choice: str | None
+    point: dict[str, Any]
+
+
+def leaves(data: dict, prefix: str = "") -> dict[str, Any]:
+    """{dotted path: value} of a nested dict's leaves."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def arm_choices(base, overrides: dict[str, Any], groups: list[tuple[str, list[str]]]) -> tuple[dict, list[str]]:
+    """The choices between the two arms of ``base`` (a report recipe's preset) with ``overrides`` (a design):
+    ({choice: {path: as-run value}}, [those of them that mean nothing for this design in either arm])."""
+    careful = leaves(apply_overrides(base, {**overrides, "arm": "careful"}).system().model_dump())
+    as_run = leaves(apply_overrides(base, {**overrides, "arm": "as_run"}).system().model_dump())
+    changed = {p: v for p, v in as_run.items() if careful.get(p) != v and p not in ("arm", "evals")}
+    named = {p: name for name, paths in groups for p in paths}
+    choices: dict[str, dict] = {}
+    for path, value in changed.items():
+        choices.setdefault(named.get(path, path), {})[path] = value
+    inert = [name for name, sets in choices.items() if _inert_everywhere(sets, careful, as_run)]
+    return choices, inert
+
+
+def _inert_everywhere(sets: dict, careful: dict, as_run: dict) -> bool:
+    """Whether every memory-layer field a choice sets does nothing for the design in both arms."""
+    memory = "model.memory."
+    fields = [p[len(memory):] for p in sets if p.startswith(memory)]
+    if len(fields) != len(sets):
+        return False
+    for arm in (careful, as_run):
+        values = {p[len(memory):]: v for p, v in arm.items() if p.startswith(memory)}
+        inert = MemoryAttentionSpec.inert_fields({k: v for k, v in values.items()
+                                                 if k in MemoryAttentionSpec.model_fields})
+        if not all(f in inert for f in fields):
+            return False
+    return True
+
+
+def rungs(base, overrides: dict[str, Any], groups: list[tuple[str, list[str]]]) -> tuple[list[Rung], list[str]]:
+    """The ladder's points for one design (``overrides``): the two ends and, per choice, +f and −f."""
+    choices, inert = arm_choices(base, overrides, groups)
+    as_run_evals = apply_overrides(base, {**overrides, "arm": "as_run"}).system().evals
+    common = {**overrides, "arm": "careful", "evals": list(as_run_evals)}
+    every = {p: v for sets in choices.values() for p, v in sets.items()}
+    out = [Rung("as run", None, {**common, **every}), Rung("careful", None, dict(common))]
+    for name, sets in choices.items():
+        if name in inert:  # set with the as-run end (so it is the as-run arm exactly), never flipped alone
+            continue
+        out.append(Rung(f"+{name}", name, {**common, **sets}))
+        others = {p: v for other, s in choices.items() if other != name for p, v in s.items()}
+        out.append(Rung(f"−{name}", name, {**common, **others}))
+    return out, inert
+
+
+@dataclass(frozen=True)
+class RungResult:
+    rung: Rung
+    seeds: dict[int, dict]  # seed -> the trial's figures
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return ""
+    mean = statistics.fmean(values)
+    return f"{mean:.2f}" if len(values) == 1 else f"{mean:.2f} ± {statistics.stdev(values):.2f}"
+
+
+def _paired(a: RungResult, b: RungResult, figure: str) -> str:
+    """a − b over the seeds both ran, '*' where its 95% interval excludes 0."""
+    number = lambda r: {s: v[figure] for s, v in r.seeds.items() if isinstance(v.get(figure), (int, float))}  # noqa: E731
+    diff = paired_difference(number(a), number(b))
+    if diff is None:
+        return ""
+    return f"{diff['mean']:+.2f}" + (" *" if diff["excludes_zero"] else "")
+
+
+def ladder_table(results: list[RungResult], figure: str = "val_ppl", knocked: str = "ko_read_val_ppl_change") -> str:
+    """A markdown table: each rung's ``figure`` (mean ± sd over seeds), its knock-out change, and its paired
+    difference against the as-run end and the careful end (* where the 95% interval excludes 0)."""
+    by_name = {r.rung.name: r for r in results}
+    ends = by_name.get("as run"), by_name.get("careful")
+    head = f"| rung | {figure} | {knocked} | vs as run | vs careful |\n|---|---|---|---|---|\n"
+    lines = []
+    for r in results:
+        values = [v.get(figure) for v in r.seeds.values() if isinstance(v.get(figure), (int, float))]
+        ko = [v.get(knocked) for v in r.seeds.values() if isinstance(v.get(knocked), (int, float))]
+        vs = [_paired(r, end, figure) if end is not None and end is not r else "" for end in ends]
+        lines.append(f"| {r.rung.name} | {_cell(values)} | {_cell(ko)} | {vs[0]} | {vs[1]} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def main_choices(results: list[RungResult], figure: str = "val_ppl", top: int = 3) -> str:
+    """One sentence: the choices that account for most of the as-run − careful difference in ``figure``, each by
+    the mean of its two effects (+f against careful, as run against −f), paired over seeds."""
+    by_name = {r.rung.name: r for r in results}
+    as_run, careful = by_name.get("as run"), by_name.get("careful")
+    if as_run is None or careful is None:
+        return ""
+    mean = lambda r: statistics.fmean(v[figure] for v in r.seeds.values() if isinstance(v.get(figure), (int, float)))  # noqa: E731
+    total = mean(as_run) - mean(careful)
+    effects = {}
+    for name in {r.rung.choice for r in results if r.rung.choice}:
+        plus, minus = by_name.get(f"+{name}"), by_name.get(f"−{name}")
+        if plus is not None and minus is not None:
+            effects[name] = ((mean(plus) - mean(careful)) + (mean(as_run) - mean(minus))) / 2
+    if not effects or total == 0:
+        return f"As run and careful differ by {total:+.2f} {figure}; no choice was run alone."
+    ranked = sorted(effects.items(), key=lambda kv: -abs(kv[1]))[:top]
+    named = "; ".join(f"{name} ({effect:+.2f}, {100 * effect / total:.0f}% of it)" for name, effect in ranked)
+    return (f"As run − careful: {total:+.2f} {figure}. The choices that account for most of it (mean of the two "
+            f"one-choice effects): {named}.")
