@@ -3,6 +3,7 @@ beside MemoryAttention, at the tiny recipes' sizes.
 
     python benchmarks/baselines.py                  # hidden 128, 4 heads, batch 32, seq 128 and 512
     python benchmarks/baselines.py --seq 1024 --batch 8 --chunk-size 32
+    python benchmarks/baselines.py --threads 1       # as a grid trial runs on one core
 
 Layers are timed round-robin in one run (median of --repeats), so the ratio to the single-memory layer holds
 on a noisy machine. Each row also gives the layer's parameters and its state's bytes per sequence (fp32).
@@ -50,7 +51,10 @@ def main(argv=None) -> None:
     p.add_argument("--window", type=int, default=32, help="sliding window's tokens")
     p.add_argument("--chunk-size", type=int, default=64, help="DeltaNet's chunks")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     fns = layers(args.hidden, args.heads, args.segment_len, args.window, args.chunk_size)
     base_name = "memory single"

@@ -72,3 +72,14 @@ def test_an_unknown_design_is_one_line_naming_it():
     with pytest.raises(SpecError) as err:
         MemoryLMSpec.create(design=dict(name="mamba"))
     assert "design.name" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_saved_baseline_model_loads_with_its_design(tmp_path):
+    from memkit import load_model
+
+    lm = model("gated_deltanet", deltanet=dict(conv_size=2)).eval()
+    lm.save_pretrained(tmp_path)
+    loaded = load_model(tmp_path).eval()
+    ids = torch.randint(1, V, (2, 10))
+    assert isinstance(loaded.memory, DeltaNetAttention) and loaded.memory.conv_size == 2 and loaded.memory.gated
+    torch.testing.assert_close(loaded(ids)[0], lm(ids)[0])

@@ -90,17 +90,18 @@ def _chunks(q, k, v, beta, gamma, S):
     """q (already scaled), k [B,H,N,C,K], v [B,H,N,C,V], beta [B,H,N,C], gamma [B,H,N,C] or None,
     S [B,H,V,K] -> (o [B,H,N,C,V], final S)."""
     W, U_tilde, scores, e_gamma, to_end = _within_chunk(q, k, v, beta, gamma)
+    if e_gamma is not None:  # the decays that do not depend on the state, for every chunk at once
+        q, k = e_gamma[..., None] * q, to_end[..., None] * k
+        chunk_decay = gamma[..., -1, None, None].exp().unbind(2)  # [B,H,1,1] per chunk
+    # unbound once: indexing chunk n inside the loop would cost a full-size zero gradient per chunk
+    parts = zip(q.unbind(2), k.unbind(2), W.unbind(2), U_tilde.unbind(2), scores.unbind(2))
     outs = []
-    for n in range(k.shape[2]):  # only the state is sequential
+    for n, (q_n, k_n, W_n, U_tilde_n, scores_n) in enumerate(parts):  # only the state is sequential
         S_t = S.transpose(-1, -2)  # [B,H,K,V]
-        U = U_tilde[:, :, n] - W[:, :, n] @ S_t  # new values [B,H,C,V]
-        from_state = q[:, :, n] @ S_t
-        k_n = k[:, :, n]
+        U = U_tilde_n - W_n @ S_t  # new values [B,H,C,V]
+        outs.append(q_n @ S_t + scores_n @ U)
         if e_gamma is not None:
-            from_state = e_gamma[:, :, n, :, None] * from_state
-            k_n = to_end[:, :, n, :, None] * k_n
-            S = gamma[:, :, n, -1, None, None].exp() * S
-        outs.append(from_state + scores[:, :, n] @ U)
+            S = chunk_decay[n] * S
         S = S + U.transpose(-1, -2) @ k_n
     return torch.stack(outs, 2), S
 
