@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from memkit.blocks.attention import MemoryAttention
 from memkit.eval.memory_use import knockout_figures, memory_use_figures, with_gates
 from memkit.eval.metrics import peak_memory_mb
 from memkit.eval.tasks.selection import selection_accuracy
@@ -65,12 +66,13 @@ def run_text(spec: TextTrialSpec, on_epoch: Callable[[dict], None] | None = None
     result = train(model, data.train, data.val, spec.train, on_epoch=with_gates(on_epoch, model), progress=progress)
     device = next(model.parameters()).device
     bs = spec.train.batch_size
+    memory = model.memory if isinstance(model.memory, MemoryAttention) else None  # a baseline design: no gate
     intact = perplexity_figures(model, data.val, bs)
     out = {
         **intact,
         **training_figures(model, result),
         "memory_bytes": model.memory_nbytes(),
-        "expand_share": model.memory.last_expand_share if model.memory is not None else float("nan"),
+        "expand_share": memory.last_expand_share if memory is not None else float("nan"),
         "history": [{k: r[k] for k in ("epoch", "train_ppl", "val_ppl")} for r in result.history],
     }
     # is the memory used? knock-outs of val_ppl, gates, the memory's share, and the position-wise gain
@@ -82,7 +84,7 @@ def run_text(spec: TextTrialSpec, on_epoch: Callable[[dict], None] | None = None
     if "reversal" in spec.evals:
         out.update(reversal_figures(model, spec.reversal, data.tokenizer))
     # selection needs two domains and two memories at least (one file = one domain: nothing to tell apart)
-    if ("selection" in spec.evals and model.memory is not None and model.memory.num_memories > 1
+    if ("selection" in spec.evals and memory is not None and memory.num_memories > 1
             and len(data.domains) > 1):
         out.update(_selection(spec, model, data))
     out["peak_mb"] = peak_memory_mb(device)

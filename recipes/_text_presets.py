@@ -55,6 +55,7 @@ def text_aliases() -> dict[str, str]:
     return {
         "arm": "arm",
         "memories": "model.memory.num_memories",
+        "layer": "model.design.name",
         "landmark": "model.memory.landmark",
         "gate": "model.memory.hierarchy",
         "update": "model.memory.update",

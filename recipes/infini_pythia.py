@@ -63,6 +63,7 @@ class InfiniPythiaSpec(Spec):
 # Short names for the grid's --space keys -> dotted paths into the spec.
 ALIASES = {
     "memories": "model.memory.num_memories",  # 0: no memory layer, local attention alone (the baseline)
+    "layer": "model.design.name",  # infini (the memory layer), or a baseline in its place: deltanet, ...
     "update": "model.memory.update",
     "segment_len": "model.memory.segment_len",
     "local": "model.memory.local",

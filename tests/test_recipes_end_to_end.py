@@ -109,6 +109,17 @@ def test_each_text_report_arm_trains_then_reports_every_figure(recipe, design, a
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("layer", ["deltanet", "gated_deltanet", "sliding_window", "full_attention"])
+def test_a_baseline_in_the_memory_place_runs_a_text_trial(layer, corpus, tmp_path):
+    """The designs the field uses, in the same harness: trained and measured; no memory-use figures (no gate)."""
+    point = {**text_micro(corpus, tmp_path), "model.design.name": layer, "model.memory.num_memories": 1,
+             "design": "single", "evals": ["position", "reversal"]}
+    out = run_point("report_designs", "tiny", point)
+    finite(out, ["val_ppl", "params", "pos_0-16", "rev_forward_acc"])
+    assert "ko_read_val_ppl" not in out and "gate_mean" not in out
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("arm", ["as_run", "careful"])
 def test_report_context_kv_arm_trains_then_reports_every_figure(arm, corpus, tmp_path):
     base = text_micro(corpus, tmp_path)

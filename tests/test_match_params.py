@@ -1,0 +1,29 @@
+"""Equal parameters: every design's MLP is sized so its model counts what the named design's does."""
+
+import pytest
+
+from ablations.match_params import WIDTH, match_params, model_params
+from ablations.space import SpaceError, apply_overrides
+from recipes.infini_pythia import tiny
+
+LAYERS = ["infini", "deltanet", "gated_deltanet", "sliding_window", "full_attention"]
+
+
+def test_each_baseline_is_sized_to_the_memory_layers_count():
+    base = tiny()
+    points = [{"model.design.name": name, "model.memory.num_memories": 4} for name in LAYERS]
+    sized = match_params(base, points, "model.design.name", "infini", "layer")
+    target = model_params(apply_overrides(base, points[0]))
+    assert WIDTH not in sized[0]  # the reference is left as it is
+    counts = {p["model.design.name"]: model_params(apply_overrides(base, p)) for p in sized}
+    unmatched = {p["model.design.name"]: model_params(apply_overrides(base, p)) for p in points}
+    assert unmatched["gated_deltanet"] != target  # without matching the counts differ
+    for name, n in counts.items():
+        assert abs(n - target) <= 0.02 * target, (name, n, target)
+
+
+def test_a_design_that_cannot_be_matched_by_the_mlp_is_one_clear_error():
+    base = tiny()
+    points = [{"model.hidden_size": 32}, {"model.hidden_size": 256, "model.num_heads": 4}]
+    with pytest.raises(SpaceError, match=r"--match-params hidden=32: hidden=256 counts .* cannot be matched"):
+        match_params(base, points, "model.hidden_size", 32, "hidden")
