@@ -15,7 +15,8 @@ MEMORY_OPTIONS += [dict(num_memories=3, landmark=lm, selection=sel)
                    for sel in ("soft", "hard")]
 MEMORY_OPTIONS += [dict(num_memories=3, hierarchy=h, update="delta") for h in ("soft", "hard")]
 MEMORY_OPTIONS += [dict(num_memories=3, write_policy="nearest", landmark="mean_k", selection_query="projection"),
-                   dict(num_memories=2, write_policy="fill", fill_segments=2, selection_scope="sequence")]
+                   dict(num_memories=2, write_policy="fill", fill_segments=2, selection_scope="sequence"),
+                   dict(num_memories=2, write_strategy="cumulative_sum")]
 CONTEXT_OPTIONS = [dict(window=w, body=body, context=dict(context_dim=6, interval=3, max_contexts=3, mode=mode,
                                                           mask_padding=mask))
                    for w, body, mode, mask in [(4, "neox", "fixed", True), (4, "neox", "dynamic", False),
