@@ -53,6 +53,18 @@ def side_by_side(title: str, rows: list[dict], key: str, figures: list[tuple[str
     return table(title, cols, cells)
 
 
+def memory_use_table(rows: list[dict], key: str) -> str:
+    """Is the memory used? Per design and arm: val PPL, its relative change with the memory read zeroed (gate as
+    trained) and with the gate forced local, the gate and the memory's share of the layer's output
+    (``memkit.eval.memory_use``). Empty when no row has the figures (no memory layer)."""
+    if not any(r.get("ko_read_val_ppl_change_mean") is not None for r in rows):
+        return ""
+    return side_by_side("Is the memory used? (knock-outs of val PPL, gate, memory share)", rows, key,
+                        [("val PPL", "val_ppl", 1), ("read zeroed", "ko_read_val_ppl_change", "+.1%"),
+                         ("gate local", "ko_gate_val_ppl_change", "+.1%"), ("gate", "gate_mean", 2),
+                         ("memory share", "mem_share_mean", 2)])
+
+
 def mean(r: dict | None, metric: str) -> float | None:
     return None if r is None else r.get(f"{metric}_mean")
 

@@ -17,7 +17,7 @@ from typing import Callable, Literal
 
 from pydantic import model_validator
 
-from recipes._arms import Claim, by_arm, claims_table, lower, relative_change, side_by_side
+from recipes._arms import Claim, by_arm, claims_table, lower, memory_use_table, relative_change, side_by_side
 from recipes._shared import as_dict
 from recipes._tables import position_table, recall_tables
 from recipes._text import run_text
@@ -141,6 +141,7 @@ def report(rows: list[dict], names: list[str], spec: DesignsSpec) -> str:
                             "design", [("Forward PPL", "rev_reports_forward_ppl", 1),
                                        ("Backward PPL", "rev_reports_backward_ppl", 1)]))
     out.append(claims_table(CLAIMS, rows, "design"))
+    out.append(memory_use_table(rows, "design"))
     out.append(side_by_side("Reversal curse, standard (Berglund et al.): exact match and log-prob gap", rows, "design",
                             [("fwd acc", "rev_forward_acc", 2), ("rev acc", "rev_reverse_acc", 2),
                              ("logp gap", "rev_logprob_gap", 2)]))

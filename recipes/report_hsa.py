@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from recipes._arms import Claim, by_arm, claims_table, relative_change, side_by_side
+from recipes._arms import Claim, by_arm, claims_table, memory_use_table, relative_change, side_by_side
 from recipes._tables import recall_tables
 from recipes._text import run_text
 from recipes._text_presets import report_parts, text_aliases, tiny_parts
@@ -91,6 +91,7 @@ def report(rows: list[dict], names: list[str], spec) -> str:
                         [("Best PPL", "val_ppl", 1), ("Best Epoch", "best_epoch", 1), ("Params", "params", 0),
                          ("s/epoch", "sec_per_epoch", 1), ("selection acc", "selection_acc", 2)])]
     out.append(claims_table(CLAIMS, rows, "landmark"))
+    out.append(memory_use_table(rows, "landmark"))
     careful = by_arm(rows, "landmark")["careful"]
     if careful:
         out.append(recall_tables(list(careful.values()), list(careful), spec))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from recipes._arms import Claim, by_arm, claims_table, difference, mean, side_by_side
+from recipes._arms import Claim, by_arm, claims_table, difference, mean, memory_use_table, side_by_side
 from recipes._tables import recall_tables
 from recipes._text import run_text
 from recipes._text_presets import report_parts, text_aliases, tiny_parts
@@ -94,6 +94,7 @@ def report(rows: list[dict], names: list[str], spec: LandmarksSpec) -> str:
         out.append(side_by_side(title, rows, "landmark",
                                 [(d, f"selection_{d}", 2) for d in domains] + [("all", "selection_acc", 2)]))
     out.append(claims_table(CLAIMS, rows, "landmark"))
+    out.append(memory_use_table(rows, "landmark"))
     careful = by_arm(rows, "landmark")["careful"]
     if careful:
         out.append(recall_tables(list(careful.values()), list(careful), spec))

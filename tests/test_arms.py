@@ -56,3 +56,17 @@ def test_with_per_seed_values_the_verdict_is_paired():
     assert difference(a, b, "val_ppl") == (-1.0, "beyond noise")
     b["_seeds"] = {"val_ppl": {0: 9.0, 1: 9.5, 2: 13.0}}  # seed 1 goes the other way
     assert difference(a, b, "val_ppl")[1] == "within noise"
+
+
+def test_the_memory_use_table_puts_knock_outs_per_arm_and_is_absent_without_a_memory():
+    from recipes._arms import memory_use_table
+
+    def used(design, arm, read, gate):
+        return {"design": design, "arm": arm, "seeds": 1, "val_ppl_mean": 46.0, "ko_read_val_ppl_change_mean": read,
+                "ko_gate_val_ppl_change_mean": gate, "gate_mean_mean": 0.41, "mem_share_mean_mean": 0.3}
+
+    text = memory_use_table([used("multi", "as_run", 0.00006, 0.14), used("multi", "careful", 0.047, 0.215)],
+                            "design")
+    assert "| design | val PPL (as run) | val PPL (careful) | read zeroed (as run) | read zeroed (careful) |" in text
+    assert "| multi | 46.0 | 46.0 | +0.0% | +4.7% | +14.0% | +21.5% | 0.41 | 0.41 | 0.30 | 0.30 |" in text
+    assert memory_use_table([{"design": "x", "arm": "careful", "seeds": 1, "val_ppl_mean": 9.0}], "design") == ""
