@@ -31,7 +31,6 @@ from memkit.blocks.segments import FixedSegments, Segments
 from memkit.blocks.state import MemoryAttentionState
 
 
-
 class MemoryAttention(nn.Module):
     """Infini-attention layer. forward(x [B,T,D], state=None, memory=None) -> (y [B,T,D], state).
 

@@ -64,8 +64,8 @@ class Record:
 
     def share(self, mem: torch.Tensor, loc: torch.Tensor) -> None:
         """mem = g·A_mem, loc = (1−g)·A_loc [B,H,T,d]: closes the call."""
-        m, l = mem.detach().norm(dim=-1), loc.detach().norm(dim=-1)  # [B,H,T]
-        total = m + l
+        m, lo = mem.detach().norm(dim=-1), loc.detach().norm(dim=-1)  # [B,H,T]
+        total = m + lo
         self.shares.append(torch.where(total > 0, m / total.clamp_min(torch.finfo(total.dtype).tiny), 0).mean((0, 2)))
         self.selections.append(self._reads)
         self._reads = []
