@@ -34,6 +34,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ablations.gates import epoch_figures, plot_gates
+from ablations.ladder import plan as ladder_plan
+from ablations.ladder import write_ladder
+from ablations.match_params import matched_points
 from ablations.results import (
     BETTER,
     Layout,
@@ -60,6 +64,7 @@ from ablations.sweep import choose_rates, parse_rates
 from ablations.tracking import check_loggers, logger_callbacks, quiet_tune_loggers, worker_env
 from ablations.trial import is_recipe_path, load_recipe
 from memkit.data.corpus import CorpusMissing
+from recipes._as_run import AS_RUN_CHOICES
 
 METRICS = ["recall_acc", "val_ppl", "params", "memory_bytes", "sec_per_epoch", "tokens_per_s", "best_epoch", "epochs",
            "expand_share"]
@@ -67,8 +72,6 @@ DEFAULT_SEEDS = 3
 # Ray's own fields in a trial's result: not figures of the trial
 RAY_KEYS = {"timestamp", "done", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
             "iterations_since_restore", "final", "epoch", "seconds", "train_loss", "val_loss", "train_ppl", "best", "lr"}
-# what each epoch line shows, and what a trial's history keeps
-EPOCH_KEYS = ("epoch", "train_ppl", "val_ppl", "val_acc", "lr", "seconds")
 RAY_TMP = "/tmp/memkit-ray"
 
 
@@ -100,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "choose per point on validation, repeat the chosen rate over the seeds")
     p.add_argument("--plot", metavar="KEY", help="a --space key to draw a curve against (e.g. pairs): one line per "
                                                   "design, 95%% intervals over seeds; curve_KEY.png and .csv")
+    p.add_argument("--ladder", action="store_true", help="a report recipe: from its as-run arm to its careful arm, one "
+                   "choice at a time, over the designs of --space (or the recipe's) and the seeds; ladder.md")
+    p.add_argument("--match-params", metavar="KEY=VALUE", help="size every other design's MLP so its parameter count "
+                   "is within 2%% of the same point's with KEY=VALUE (a --space key and one of its values)")
     p.add_argument("--results", default="results", help="folder under which the grid's folder is made")
     p.add_argument("--resume", metavar="DIR", help="finish an interrupted grid: rerun only its unfinished trials")
     p.add_argument("--cpus-per-trial", type=int, default=1)
@@ -215,6 +222,7 @@ def check_inputs(args) -> tuple[Any, list, list[dict]]:
         args.search, args.num_samples = plan.get("search", "grid"), plan.get("num_samples")
         args.storage, args.logger = plan.get("storage"), plan.get("logger", ["tensorboard"])
         args.keep_checkpoints = plan.get("keep_checkpoints", 1)
+        args.ladder, args.match_params = plan.get("ladder", False), plan.get("match_params")
     args.recipe = args.recipe or "infini_pythia"
     if not args.resume:
         check_writable(args.results, "--results")
@@ -284,6 +292,14 @@ def check_inputs(args) -> tuple[Any, list, list[dict]]:
         points = grid_points(module.PRESETS[args.preset](), space) if args.sampled is None else []
         if args.rates:  # every rate must make a valid spec too
             grid_points(module.PRESETS[args.preset](), [("lr", module.ALIASES["lr"], args.rates)])
+        args.ladder_plan = None
+        if args.ladder:  # the ladder's rungs replace the cross product (its designs: space's other keys)
+            if args.sampled is not None or args.rates or args.plot:
+                raise SpaceError("--ladder runs its own points: it goes with none of --search optuna, --lr-sweep, --plot")
+            args.ladder_plan = ladder_plan(module.PRESETS[args.preset](), space, module.ALIASES, AS_RUN_CHOICES)
+            space, points = args.ladder_plan.space, args.ladder_plan.points
+        if args.match_params:
+            points = matched_points(args.match_params, space, module.PRESETS[args.preset](), points)
         for pt in points:
             check_min_epochs(apply_overrides(module.PRESETS[args.preset](), pt), space)
         if hasattr(module, "preflight"):  # what a trial needs from this machine (e.g. data files)
@@ -385,7 +401,7 @@ def _make_callback(labels: dict[str, str], total: int, out: Path, metrics: list[
         def on_trial_result(self, iteration, trials, trial, result, **info):
             self.last[trial.trial_id] = result
             if not result.get("final"):
-                epoch = {k: result.get(k) for k in EPOCH_KEYS}
+                epoch = epoch_figures(result)
                 with (out / "epochs.jsonl").open("a") as f:
                     f.write(json.dumps({"trial": self._label(trial), **epoch}, default=str) + "\n")
                 say(f"  [{self._label(trial)}] epoch {result.get('epoch')}  val_acc={fmt(result.get('val_acc'))}"
@@ -549,7 +565,8 @@ def run_grid(args, module, space, points) -> int:
             {"recipe": str(Path(args.recipe).resolve()) if is_recipe_path(args.recipe) else args.recipe,
              "preset": args.preset, "space": args.space, "seeds": args.seeds, "lr_sweep": args.lr_sweep,
              "plot": args.plot, "search": args.search, "num_samples": args.num_samples, "storage": args.storage,
-             "logger": args.logger, "keep_checkpoints": args.keep_checkpoints}, indent=2))
+             "logger": args.logger, "keep_checkpoints": args.keep_checkpoints, "ladder": args.ladder,
+             "match_params": args.match_params}, indent=2))
     keys = [(k, p) for k, p, _ in space]
     seed_path = module.ALIASES.get("seed") if args.seeds > 1 else None
     lr_path = module.ALIASES.get("lr") if args.rates else None
@@ -638,6 +655,10 @@ def run_grid(args, module, space, points) -> int:
         text = write_report(module, rows, names, args.preset, out)
         if text:
             print("\n" + text)
+        if plot_gates(out, trials, "seed" if seed_path else None):
+            print(f"gates: {out / 'gates.png'} (the memory gates by epoch)")
+        if args.ladder_plan is not None:
+            print(f"\nthe ladder ({out / 'ladder.md'}):\n" + write_ladder(out, trials, args.ladder_plan, seed_path))
     if "wandb" in args.logger and trials and not any((out / "wandb").glob("*run-*")):
         print(f"warning: --logger wandb: no run was written under {out / 'wandb'}; Ray's worker logs say why "
               f"({RAY_TMP}/session_latest/logs)", file=sys.stderr)

@@ -143,3 +143,68 @@ def main_choices(results: list[RungResult], figure: str = "val_ppl", top: int = 
     named = "; ".join(f"{name} ({effect:+.2f}, {100 * effect / total:.0f}% of it)" for name, effect in ranked)
     return (f"As run − careful: {total:+.2f} {figure}. The choices that account for most of it (mean of the two "
             f"one-choice effects): {named}.")
+
+
+@dataclass(frozen=True)
+class LadderPlan:
+    """What ``--ladder`` runs: the table's keys (every path the rungs set, as ``space`` items), the grid points
+    (each rung of each design, times the seeds) and which rung each point is."""
+
+    space: list[tuple[str, str, list]]
+    points: list[dict]
+    rungs: list[tuple[str, Rung]]  # (design label, rung)
+    inert: dict[str, list[str]]  # design label -> choices left out
+
+
+def plan(base, space: list[tuple[str, str, list]], aliases: dict[str, str],
+         groups: list[tuple[str, list[str]]]) -> LadderPlan:
+    """The ladder over the designs of ``space`` (its items other than the arm and the seed: a report recipe's
+    designs), each rung over the seeds ``space`` holds."""
+    from ablations.space import grid_points
+
+    if "arm" not in type(base).model_fields:
+        raise ValueError("--ladder: this recipe has no arms (arm=as_run,careful): nothing to climb between")
+    seed = next((item for item in space if item[0] == "seed"), None)
+    designs_space = [item for item in space if item[1] != "arm" and item is not seed]
+    designs = grid_points(base, designs_space) if designs_space else [{}]
+    by_path = {p: k for k, p in aliases.items()}
+    out: list[tuple[str, Rung]] = []
+    inert: dict[str, list[str]] = {}
+    for design in designs:
+        label = ",".join(f"{by_path.get(p, p)}={v}" for p, v in design.items()) or "the preset"
+        found, left_out = rungs(base, design, groups)
+        out += [(label, r) for r in found]
+        inert[label] = left_out
+    seeds = seed[2] if seed else [None]
+    points = [r.point if s is None else {**r.point, seed[1]: s} for _, r in out for s in seeds]
+    paths = sorted({p for _, r in out for p in r.point if p not in ("arm", "evals")},
+                   key=lambda p: (p not in {q for _, q, _ in designs_space}, p))
+    table = [(by_path.get(p, p), p, sorted({str(r.point.get(p)) for _, r in out})) for p in paths]
+    return LadderPlan(table + ([seed] if seed else []), points, out, inert)
+
+
+def write_ladder(out_dir, trials: list[dict], ladder: LadderPlan, seed_path: str | None) -> str:
+    """ladder.md: per design, the rungs' table and the sentence naming the choices that account for most of the
+    difference; returns the sentences (the grid prints them)."""
+    from pathlib import Path
+
+    def bare(point: dict) -> str:
+        return repr(sorted((k, str(v)) for k, v in point.items() if k != seed_path))
+
+    done = {}
+    for t in trials:
+        if t.get("status") == "ok":
+            done.setdefault(bare(t["point"]), {})[t["point"].get(seed_path, 0) if seed_path else 0] = t
+    text, sentences = ["# The ladder: from the as-run arm to the careful one, one choice at a time\n"], []
+    for design in dict.fromkeys(label for label, _ in ladder.rungs):
+        results = [RungResult(r, done.get(bare(r.point), {})) for label, r in ladder.rungs if label == design]
+        sentence = main_choices(results)
+        sentences.append(f"{design}: {sentence}")
+        text += [f"## {design}\n", ladder_table(results), "", sentence, ""]
+        if ladder.inert.get(design):
+            text.append("Left out, meaning nothing for this design: " + "; ".join(ladder.inert[design]) + ".\n")
+    text.append("Rungs: `+choice` is the careful arm with that choice alone as run; `−choice` the as-run arm with it "
+                "alone set back. Differences are paired over the seeds both ran (* where the 95% interval excludes "
+                "0); `ko_read_val_ppl_change` is val PPL's relative change with the memory read zeroed.\n")
+    Path(out_dir, "ladder.md").write_text("\n".join(text))
+    return "\n".join(sentences)

@@ -64,3 +64,19 @@ def match_params(base, points: list[dict], path: str, reference: Any, key: str,
                              f"{TOLERANCE:.0%} by the MLP's width")
         out.append({**point, WIDTH: size})
     return out
+
+
+def matched_points(given: str, space: list[tuple[str, str, list]], base, points: list[dict]) -> list[dict]:
+    """``--match-params KEY=VALUE``: ``points`` sized to the design KEY=VALUE (KEY a --space key with several
+    values, VALUE one of them)."""
+    key, eq, value = given.partition("=")
+    swept = {k: (p, vs) for k, p, vs in space if len(vs) > 1}
+    if not eq or key not in swept:
+        raise SpaceError(f"--match-params {given!r}: give KEY=VALUE with KEY a --space key of several values; swept "
+                         f"here: {', '.join(swept) or 'none'}")
+    path, values = swept[key]
+    reference = next((v for v in values if str(v) == value.strip()), None)
+    if reference is None:
+        raise SpaceError(f"--match-params {given!r}: {value!r} is not one of {key}'s values "
+                         f"({', '.join(map(str, values))})")
+    return match_params(base, points, path, reference, key)

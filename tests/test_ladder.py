@@ -53,3 +53,45 @@ def test_the_summary_names_the_choice_that_made_the_difference():
     table = ladder_table(results)
     assert "| +A | 40.10 ± 0.90 | 0.01 ± 0.00 | +0.10 | -10.07 * |" in table
     assert "| careful | 50.17" in table
+
+
+def test_the_grid_plans_the_ladder_over_the_recipes_designs_and_seeds(tmp_path):
+    """--ladder replaces the cross product: per design its two ends and two rungs per choice, times the seeds;
+    every point is a valid spec, and ladder.md pairs each rung with both ends."""
+    from ablations import grid
+    from ablations.ladder import write_ladder
+    from memkit.data import debian_texts
+
+    if debian_texts.missing():
+        pytest.skip("the Debian text packages are not installed (the report recipes' corpus)")
+    args = grid.build_parser().parse_args(["--recipe", "report_designs", "--ladder", "--space", "design=single,multi",
+                                           "--space", "arm=as_run,careful", "--seeds", "2",
+                                           "--results", str(tmp_path)])
+    _, space, points = grid.check_inputs(args)
+    plan = args.ladder_plan
+    per_design = {label: sum(1 for d, _ in plan.rungs if d == label) for label, _ in plan.rungs}
+    assert set(per_design) == {"design=single", "design=multi"}
+    assert per_design["design=multi"] == per_design["design=single"] + 2  # the selection choice: N memories only
+    assert len(points) == 2 * len(plan.rungs) and {p["train.seed"] for p in points} == {0, 1}
+    assert space[-1][0] == "seed" and all(k != "arm" for k, _, _ in space)
+    # ladder.md from finished trials: the multi design's as-run end 10 PPL below careful, its batch-shared choice all
+    trials = []
+    for label, rung in plan.rungs:
+        for seed in (0, 1):
+            ppl = 50.0 + seed
+            if label == "design=multi" and (rung.name == "as run" or rung.name.startswith("+one memory per batch")
+                                            or (rung.name.startswith("−") and "one memory per batch" not in rung.name)):
+                ppl -= 10
+            trials.append({"status": "ok", "point": {**rung.point, "train.seed": seed}, "val_ppl": ppl})
+    text = write_ladder(tmp_path, trials, plan, "train.seed")
+    multi = [line for line in text.splitlines() if line.startswith("design=multi")][0]
+    assert "-10.00 val_ppl" in multi and "one memory per batch (scaled writes, the script's regimes) (-10.00, 100%" in multi
+    assert "## design=single" in (tmp_path / "ladder.md").read_text()
+
+
+def test_the_ladder_is_refused_for_a_recipe_without_arms(tmp_path):
+    from ablations import grid
+
+    args = grid.build_parser().parse_args(["--ladder", "--space", "memories=1,4", "--results", str(tmp_path)])
+    with pytest.raises(grid.UsageError, match="--ladder: this recipe has no arms"):
+        grid.check_inputs(args)

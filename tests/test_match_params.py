@@ -27,3 +27,21 @@ def test_a_design_that_cannot_be_matched_by_the_mlp_is_one_clear_error():
     points = [{"model.hidden_size": 32}, {"model.hidden_size": 256, "model.num_heads": 4}]
     with pytest.raises(SpaceError, match=r"--match-params hidden=32: hidden=256 counts .* cannot be matched"):
         match_params(base, points, "model.hidden_size", 32, "hidden")
+
+
+def test_the_grid_matches_parameters_to_the_named_design(tmp_path):
+    from ablations import grid
+
+    argv = ["--space", "layer=infini,deltanet,sliding_window", "--space", "memories=4", "--seeds", "1",
+            "--match-params", "layer=infini", "--results", str(tmp_path)]
+    args = grid.build_parser().parse_args(argv)
+    _, _, points = grid.check_inputs(args)
+    by = {p["model.design.name"]: p for p in points}
+    assert WIDTH not in by["infini"] and WIDTH in by["deltanet"]
+    target = model_params(apply_overrides(tiny(), by["infini"]))
+    assert abs(model_params(apply_overrides(tiny(), by["deltanet"])) - target) <= 0.02 * target
+    for bad, message in (("width=64", "a --space key of several values; swept here: layer"),
+                         ("layer=rwkv", "'rwkv' is not one of layer's values")):
+        args = grid.build_parser().parse_args(argv[:-4] + ["--match-params", bad, "--results", str(tmp_path)])
+        with pytest.raises(grid.UsageError, match=message):
+            grid.check_inputs(args)
