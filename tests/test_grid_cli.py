@@ -74,4 +74,8 @@ def test_two_point_grid_end_to_end(tmp_path):
     assert "recall_acc: not ranked, still improving at max_epochs (capped): memories=1 (1 of 1 seeds); memories=2" in md
     assert "epoch 1" in (out / "progress.log").read_text()
     assert (out / "metric_vs_memories.png").stat().st_size > 0 and (out / "learning_curves.png").stat().st_size > 0
+    # is the memory used? the gates' path by epoch, the knock-outs in every trial
+    assert (out / "gates.png").stat().st_size > 0
+    assert all("gate_mean" in json.loads(line) for line in (out / "epochs.jsonl").read_text().splitlines())
+    assert all("ko_read_recall_acc" in t for t in data["trials"])
     assert "recall_acc" in res.stdout and "memories" in res.stdout  # the printed table
