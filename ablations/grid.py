@@ -103,8 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "choose per point on validation, repeat the chosen rate over the seeds")
     p.add_argument("--plot", metavar="KEY", help="a --space key to draw a curve against (e.g. pairs): one line per "
                                                   "design, 95%% intervals over seeds; curve_KEY.png and .csv")
-    p.add_argument("--ladder", action="store_true", help="a report recipe: from its as-run arm to its careful arm, one "
-                   "choice at a time, over the designs of --space (or the recipe's) and the seeds; ladder.md")
+    p.add_argument("--ladder", nargs="?", const="all", metavar="CHOICES",
+                   help="a report recipe: from its as-run arm to its careful arm, one choice at a time (every choice, or "
+                        "those whose names contain one of the comma-separated CHOICES), over the designs of --space (or "
+                        "the recipe's) and the seeds; ladder.md")
     p.add_argument("--match-params", metavar="KEY=VALUE", help="size every other design's MLP so its parameter count "
                    "is within 2%% of the same point's with KEY=VALUE (a --space key and one of its values)")
     p.add_argument("--results", default="results", help="folder under which the grid's folder is made")
@@ -222,7 +224,7 @@ def check_inputs(args) -> tuple[Any, list, list[dict]]:
         args.search, args.num_samples = plan.get("search", "grid"), plan.get("num_samples")
         args.storage, args.logger = plan.get("storage"), plan.get("logger", ["tensorboard"])
         args.keep_checkpoints = plan.get("keep_checkpoints", 1)
-        args.ladder, args.match_params = plan.get("ladder", False), plan.get("match_params")
+        args.ladder, args.match_params = plan.get("ladder"), plan.get("match_params")
     args.recipe = args.recipe or "infini_pythia"
     if not args.resume:
         check_writable(args.results, "--results")
@@ -296,7 +298,8 @@ def check_inputs(args) -> tuple[Any, list, list[dict]]:
         if args.ladder:  # the ladder's rungs replace the cross product (its designs: space's other keys)
             if args.sampled is not None or args.rates or args.plot:
                 raise SpaceError("--ladder runs its own points: it goes with none of --search optuna, --lr-sweep, --plot")
-            args.ladder_plan = ladder_plan(module.PRESETS[args.preset](), space, module.ALIASES, AS_RUN_CHOICES)
+            args.ladder_plan = ladder_plan(module.PRESETS[args.preset](), space, module.ALIASES, AS_RUN_CHOICES,
+                                           None if args.ladder == "all" else args.ladder.split(","))
             space, points = args.ladder_plan.space, args.ladder_plan.points
         if args.match_params:
             points = matched_points(args.match_params, space, module.PRESETS[args.preset](), points)

@@ -157,9 +157,10 @@ class LadderPlan:
 
 
 def plan(base, space: list[tuple[str, str, list]], aliases: dict[str, str],
-         groups: list[tuple[str, list[str]]]) -> LadderPlan:
+         groups: list[tuple[str, list[str]]], only: list[str] | None = None) -> LadderPlan:
     """The ladder over the designs of ``space`` (its items other than the arm and the seed: a report recipe's
-    designs), each rung over the seeds ``space`` holds."""
+    designs), each rung over the seeds ``space`` holds; ``only``: the choices whose names contain one of these
+    (the ends always run)."""
     from ablations.space import grid_points
 
     if "arm" not in type(base).model_fields:
@@ -173,7 +174,12 @@ def plan(base, space: list[tuple[str, str, list]], aliases: dict[str, str],
     for design in designs:
         label = ",".join(f"{by_path.get(p, p)}={v}" for p, v in design.items()) or "the preset"
         found, left_out = rungs(base, design, groups)
-        out += [(label, r) for r in found]
+        picked = [r for r in found if r.choice is None or only is None
+                  or any(word.strip().lower() in r.choice.lower() for word in only)]
+        if only is not None and len(picked) == 2:
+            names = sorted({r.choice for r in found if r.choice})
+            raise ValueError(f"--ladder {','.join(only)}: no choice of {label} matches; its choices: {'; '.join(names)}")
+        out += [(label, r) for r in picked]
         inert[label] = left_out
     seeds = seed[2] if seed else [None]
     points = [r.point if s is None else {**r.point, seed[1]: s} for _, r in out for s in seeds]

@@ -95,3 +95,21 @@ def test_the_ladder_is_refused_for_a_recipe_without_arms(tmp_path):
     args = grid.build_parser().parse_args(["--ladder", "--space", "memories=1,4", "--results", str(tmp_path)])
     with pytest.raises(grid.UsageError, match="--ladder: this recipe has no arms"):
         grid.check_inputs(args)
+
+
+def test_the_ladder_can_climb_chosen_rungs_only(tmp_path):
+    from ablations import grid
+    from memkit.data import debian_texts
+
+    if debian_texts.missing():
+        pytest.skip("the Debian text packages are not installed (the report recipes' corpus)")
+    argv = ["--recipe", "report_designs", "--space", "design=multi", "--seeds", "1", "--results", str(tmp_path)]
+    args = grid.build_parser().parse_args(argv + ["--ladder", "one memory per batch,documents"])
+    _, _, points = grid.check_inputs(args)
+    assert [r.name for _, r in args.ladder_plan.rungs] == [
+        "as run", "careful", "+one memory per batch (scaled writes, the script's regimes)",
+        "−one memory per batch (scaled writes, the script's regimes)", "+documents run together",
+        "−documents run together"] and len(points) == 6
+    args = grid.build_parser().parse_args(argv + ["--ladder", "warp drive"])
+    with pytest.raises(grid.UsageError, match="no choice of design=multi matches; its choices: documents run"):
+        grid.check_inputs(args)
