@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# what each epoch line shows, and what a trial's history keeps
-EPOCH_KEYS = ("epoch", "train_ppl", "val_ppl", "val_acc", "lr", "seconds")
-EPOCH_PREFIXES = ("gate_",)
+from ablations.results import EPOCH_KEYS
+
+EPOCH_PREFIXES = ("gate_",)  # kept beside EPOCH_KEYS: the gates' path
 
 
 def epoch_figures(result: dict) -> dict:

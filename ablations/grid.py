@@ -23,66 +23,50 @@ diverged (NaN) or ran out of memory (never retried); 2 bad input (one line, befo
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import os
 import resource
-import socket
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
-from ablations.gates import epoch_figures, plot_gates
-from ablations.ladder import plan as ladder_plan
+from ablations.gates import plot_gates
 from ablations.ladder import write_ladder
-from ablations.match_params import matched_points
+from ablations.plan import (  # noqa: F401  (check_* and UsageError: the grid's public names, as before)
+    DEFAULT_SEEDS,
+    RECIPES,
+    GridPlan,
+    UsageError,
+    check_inputs,
+    check_min_epochs,
+    check_recipe,
+    check_resources,
+    check_writable,
+)
 from ablations.results import (
     BETTER,
     Layout,
     aggregate,
     display_rows,
     fmt,
+    is_figure,
     point_label,
     read_trials,
     seed_values,
     text_table,
     write_all,
 )
-from ablations.space import (
-    SpaceError,
-    apply_overrides,
-    grid_points,
-    leaf_fields,
-    parse_space,
-    search_space,
-    type_name,
-)
-from ablations.storage import StorageError, check_storage
-from ablations.sweep import choose_rates, parse_rates
-from ablations.tracking import check_loggers, logger_callbacks, quiet_tune_loggers, worker_env
-from ablations.trial import is_recipe_path, load_recipe
-from memkit.data.corpus import CorpusMissing
-from recipes._as_run import AS_RUN_CHOICES
+from ablations.space import leaf_fields, type_name
+from ablations.sweep import choose_rates
+from ablations.tracking import logger_callbacks, quiet_tune_loggers, worker_env
+from ablations.trial import is_recipe_path
+from recipes.recipe import DEFAULT_METRICS, Recipe
 
-METRICS = ["recall_acc", "val_ppl", "params", "memory_bytes", "sec_per_epoch", "tokens_per_s", "best_epoch", "epochs",
-           "expand_share"]
-DEFAULT_SEEDS = 3
-# Ray's own fields in a trial's result: not figures of the trial
-RAY_KEYS = {"timestamp", "done", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
-            "iterations_since_restore", "final", "epoch", "seconds", "train_loss", "val_loss", "train_ppl", "best", "lr"}
-RAY_TMP = "/tmp/memkit-ray"
-
-
-def is_figure(key: str, value) -> bool:
-    """A number a trial returned about itself (not Ray's bookkeeping nor the per-epoch fields)."""
-    return key not in RAY_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool)  # short: Ray's socket paths must stay under ~107 bytes
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
-
-
-class UsageError(Exception):
-    pass
+METRICS = list(DEFAULT_METRICS)
+RAY_TMP = "/tmp/memkit-ray"  # short: Ray's socket paths must stay under ~107 bytes
 
 
 class _Parser(argparse.ArgumentParser):
@@ -134,11 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def list_keys(module) -> str:
-    base = module.PRESETS["tiny"]() if "tiny" in module.PRESETS else next(iter(module.PRESETS.values()))()
-    by_path = {v: k for k, v in module.ALIASES.items()}
+def list_keys(recipe: Recipe) -> str:
+    base = recipe.default_preset()
+    by_path = {v: k for k, v in recipe.aliases.items()}
     lines = [f"{'alias':16} {'path':35} {'type':19} default"]
-    for path, f in leaf_fields(module.SPEC).items():
+    for path, f in leaf_fields(recipe.spec).items():
         default = base
         for part in path.split("."):
             default = getattr(default, part)
@@ -146,218 +130,41 @@ def list_keys(module) -> str:
     return "\n".join(lines)
 
 
-def _check_recipe(name: str):
-    if is_recipe_path(name):
-        if not Path(name).is_file():
-            raise UsageError(f"--recipe {name!r}: no such file")
-    elif not (name.isidentifier() and (RECIPES / f"{name}.py").exists()):
-        available = sorted(p.stem for p in RECIPES.glob("*.py") if not p.stem.startswith("_"))
-        raise UsageError(f"unknown --recipe {name!r}; available: {', '.join(available)} (or a path to a .py file)")
-    module = load_recipe(name)
-    missing = [a for a in ("SPEC", "PRESETS", "ALIASES", "run") if not hasattr(module, a)]
-    if missing:
-        raise UsageError(f"--recipe {name!r} lacks {', '.join(missing)} (see CONTRIBUTING.md, 'Add a recipe')")
-    return module
-
-
-def check_writable(folder: str, flag: str) -> None:
-    """The grid's results go under ``folder``: it must be a folder this process can create and write in."""
-    probe = Path(folder).expanduser() / f".memkit-probe-{os.getpid()}"
-    try:
-        probe.parent.mkdir(parents=True, exist_ok=True)
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise UsageError(f"{flag} {folder!r}: cannot write there ({e.strerror or e}); give a folder you can "
-                         "write in") from None
-
-
-def check_resources(args) -> None:
-    """A trial Ray can never place waits forever: refuse it here. Without ``--address`` the local Ray has
-    ``--num-cpus`` CPUs (default: this machine's); a cluster's nodes are checked once Ray has joined it."""
-    if args.cpus_per_trial < 1:
-        raise UsageError(f"--cpus-per-trial must be >= 1, got {args.cpus_per_trial}")
-    if args.num_cpus is not None and args.num_cpus < 1:
-        raise UsageError(f"--num-cpus must be >= 1 (the CPUs a local Ray may use), got {args.num_cpus}")
-    if args.num_gpus is not None and args.num_gpus < 0:
-        raise UsageError(f"--num-gpus must be >= 0, got {args.num_gpus:g}")
-    if args.address:
-        if args.num_cpus is not None or args.num_gpus is not None:
-            raise UsageError("--num-cpus and --num-gpus size a local Ray; a cluster (--address) has its own")
-        return
-    cpus = args.num_cpus if args.num_cpus is not None else os.cpu_count() or 1
-    if args.cpus_per_trial > cpus:
-        where = f"--num-cpus {cpus}" if args.num_cpus is not None else f"this machine has {cpus}"
-        raise UsageError(f"--cpus-per-trial {args.cpus_per_trial}: a trial could never start ({where}); give at "
-                         f"most {cpus}")
-
-
-def check_min_epochs(spec, space) -> None:
-    """``min_epochs`` above the cap (``max_epochs``) when the user set it: no trial could stop as converged."""
-    for key, path, _ in space:
-        if not path.endswith("min_epochs"):
-            continue
-        train = spec
-        for part in path.split(".")[:-1]:
-            train = getattr(train, part)
-        if train.min_epochs > getattr(train, "max_epochs", train.min_epochs):
-            raise SpaceError(f"--space {key}={train.min_epochs}: above the cap, max_epochs ({train.max_epochs}), so "
-                             "no trial could stop as converged; give min_epochs <= max_epochs (alias epochs)")
-
-
-def check_inputs(args) -> tuple[Any, list, list[dict]]:
-    """Everything a user can get wrong, checked before Ray starts."""
-    if args.resume:
-        saved = Path(args.resume) / "grid.json"
-        if not saved.is_file():
-            raise UsageError(f"--resume {args.resume!r}: no grid.json there (not a grid folder)")
-        plan = json.loads(saved.read_text())
-        if args.recipe is not None and Path(args.recipe).stem != Path(plan["recipe"]).stem:
-            raise UsageError(f"--resume {args.resume!r}: that grid ran recipe {plan['recipe']!r}, not {args.recipe!r}")
-        for flag, given, saved_value in (("--space", args.space, plan["space"]), ("--lr-sweep", args.lr_sweep,
-                                         plan.get("lr_sweep")), ("--plot", args.plot, plan.get("plot"))):
-            if given and given != saved_value:
-                raise UsageError(f"{flag}: --resume finishes the grid as it was asked ({saved}); drop {flag}, or start "
-                                 "a new grid to ask something else")
-        args.recipe, args.preset, args.space, args.seeds = plan["recipe"], plan["preset"], plan["space"], plan["seeds"]
-        args.lr_sweep, args.plot = plan.get("lr_sweep"), plan.get("plot")
-        args.search, args.num_samples = plan.get("search", "grid"), plan.get("num_samples")
-        args.storage, args.logger = plan.get("storage"), plan.get("logger", ["tensorboard"])
-        args.keep_checkpoints = plan.get("keep_checkpoints", 1)
-        args.ladder, args.match_params = plan.get("ladder"), plan.get("match_params")
-    args.recipe = args.recipe or "infini_pythia"
-    if not args.resume:
-        check_writable(args.results, "--results")
-    if args.storage is not None:
-        try:
-            args.storage = check_storage(args.storage)
-        except StorageError as e:
-            raise UsageError(str(e)) from None
-    try:
-        args.logger = check_loggers(args.logger or ["tensorboard"])
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if args.keep_checkpoints < 0 or args.max_failures < 0:
-        raise UsageError("--keep-checkpoints and --max-failures must be >= 0")
-    if args.num_samples is not None and args.search == "grid":
-        raise UsageError("--num-samples goes with --search optuna (a grid runs every point of --space)")
-    module = _check_recipe(args.recipe)
-    if args.seeds is None:
-        args.seeds = getattr(module, "SEEDS", DEFAULT_SEEDS)
-    if not args.space:  # a report recipe names the designs it compares
-        args.space = list(getattr(module, "SPACE", []))
-    if args.preset not in module.PRESETS:
-        raise UsageError(f"unknown --preset {args.preset!r} for {args.recipe}; available: {', '.join(sorted(module.PRESETS))}")
-    check_resources(args)
-    if not 0 < args.gpus_per_trial <= 64:
-        raise UsageError(f"--gpus-per-trial must be in (0, 64], got {args.gpus_per_trial}")
-    if not 1 <= args.seeds <= 1000:
-        raise UsageError(f"--seeds must be in 1..1000, got {args.seeds}")
-    try:
-        space = parse_space(args.space, module.SPEC, module.ALIASES)
-        args.sampled = None
-        if args.search == "optuna":
-            if args.lr_sweep is not None or args.plot is not None:
-                raise SpaceError("--search optuna samples points: it goes with neither --lr-sweep nor --plot")
-            if importlib.util.find_spec("optuna") is None:
-                raise SpaceError("--search optuna: the optuna package is not installed (pip install optuna)")
-            args.sampled = search_space(args.space, module.SPEC, module.ALIASES, module.PRESETS[args.preset]())
-            if not any(not isinstance(v, (int, float, str, bool, type(None))) for v in args.sampled.values()):
-                raise SpaceError("--search optuna needs ranges to sample: give --space KEY=START:STOP:logN (or "
-                                 "several values) for at least one key")
-            args.num_samples = 10 if args.num_samples is None else args.num_samples
-            if not 1 <= args.num_samples <= 100_000:
-                raise SpaceError(f"--num-samples must be in 1..100000, got {args.num_samples}")
-        args.rates = parse_rates(args.lr_sweep) if args.lr_sweep is not None else None
-        if args.rates:
-            lr_path = module.ALIASES.get("lr")
-            if lr_path is None:
-                raise SpaceError(f"--lr-sweep: recipe {args.recipe} has no 'lr' alias")
-            if any(p == lr_path for _, p, _ in space):
-                raise SpaceError("--lr-sweep and --space lr=... both set the learning rate; use one")
-            if not getattr(module, "SELECT_BY", "val_ppl").startswith("val_"):
-                raise SpaceError(f"--lr-sweep: recipe {args.recipe}'s SELECT_BY must be a validation figure (val_*)")
-        if args.plot is not None:
-            swept = {k: v for k, _, v in space if len(v) > 1}
-            if args.plot not in swept:
-                raise SpaceError(f"--plot {args.plot!r}: must be a --space key with several values; "
-                                 f"swept here: {', '.join(swept) or 'none'}")
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in swept[args.plot]):
-                raise SpaceError(f"--plot {args.plot}: its values must be numbers (a load such as pairs)")
-        if args.seeds > 1:
-            seed_path = module.ALIASES.get("seed")
-            if seed_path is None:
-                raise SpaceError(f"--seeds: recipe {args.recipe} has no 'seed' alias")
-            if any(p == seed_path for _, p, _ in space):
-                raise SpaceError("--seeds and --space seed=... both set the seed; use one")
-            space.append(("seed", seed_path, list(range(args.seeds))))
-        points = grid_points(module.PRESETS[args.preset](), space) if args.sampled is None else []
-        if args.rates:  # every rate must make a valid spec too
-            grid_points(module.PRESETS[args.preset](), [("lr", module.ALIASES["lr"], args.rates)])
-        args.ladder_plan = None
-        if args.ladder:  # the ladder's rungs replace the cross product (its designs: space's other keys)
-            if args.sampled is not None or args.rates or args.plot:
-                raise SpaceError("--ladder runs its own points: it goes with none of --search optuna, --lr-sweep, --plot")
-            args.ladder_plan = ladder_plan(module.PRESETS[args.preset](), space, module.ALIASES, AS_RUN_CHOICES,
-                                           None if args.ladder == "all" else args.ladder.split(","))
-            space, points = args.ladder_plan.space, args.ladder_plan.points
-        if args.match_params:
-            points = matched_points(args.match_params, space, module.PRESETS[args.preset](), points)
-        for pt in points:
-            check_min_epochs(apply_overrides(module.PRESETS[args.preset](), pt), space)
-        if hasattr(module, "preflight"):  # what a trial needs from this machine (e.g. data files)
-            for pt in points:
-                module.preflight(apply_overrides(module.PRESETS[args.preset](), pt))
-    except CorpusMissing as e:
-        raise UsageError(f"{e}, or give your own text: --space source=<your files>") from None
-    except (SpaceError, ValueError) as e:
-        raise UsageError(str(e)) from None
-    if args.address and args.address != "auto":
-        host, _, port = args.address.rpartition(":")
-        if not host or not port.isdigit():
-            raise UsageError(f"--address {args.address!r}: expected 'auto' or host:port")
-        try:
-            socket.create_connection((host, int(port)), timeout=3).close()
-        except OSError as e:
-            raise UsageError(f"--address {args.address}: nothing answers there ({e.strerror or e})") from None
-    return module, space, points
-
-
-def runtime_env(args) -> dict:
+def runtime_env(plan) -> dict:
     """What every worker gets from the driver, on any node: memkit, recipes and ablations as ``py_modules``;
     a user's recipe file in a ``working_dir`` of its own (the trial loads it by name from there)."""
     repo = RECIPES.parent
     env: dict = {"py_modules": [str(repo / name) for name in ("memkit", "recipes", "ablations")],
-                 "env_vars": {"TOKENIZERS_PARALLELISM": "false", **worker_env(args.logger)}}
-    if is_recipe_path(args.recipe):
+                 "env_vars": {"TOKENIZERS_PARALLELISM": "false", **worker_env(plan.logger)}}
+    if is_recipe_path(plan.recipe_name):
         import shutil
         import tempfile
 
         folder = Path(tempfile.mkdtemp(prefix="memkit-recipe-"))
-        shutil.copy(args.recipe, folder / Path(args.recipe).name)
+        shutil.copy(plan.recipe_name, folder / Path(plan.recipe_name).name)
         env["working_dir"] = str(folder)
     return env
 
 
-def start_ray(args) -> str | None:
+def start_ray(plan: GridPlan) -> str | None:
     """Start (or join) Ray quietly; returns the dashboard URL (None without one)."""
     import ray
 
-    if not args.verbose:
+    if not plan.verbose:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         for name in ("ray", "ray.tune", "ray.train", "ray.data"):
             logging.getLogger(name).setLevel(logging.ERROR)
-    common = dict(log_to_driver=args.verbose, logging_level=logging.INFO if args.verbose else logging.ERROR,
-                  runtime_env=runtime_env(args))
+    common = dict(log_to_driver=plan.verbose, logging_level=logging.INFO if plan.verbose else logging.ERROR,
+                  runtime_env=runtime_env(plan))
     try:
-        if args.address:
-            ctx = ray.init(address=args.address, **common)
+        if plan.address:
+            ctx = ray.init(address=plan.address, **common)
         else:  # always a fresh local cluster: never attach to another grid's by accident
-            ctx = ray.init(address="local", num_cpus=args.num_cpus, num_gpus=args.num_gpus,
-                           include_dashboard=not args.no_dashboard, dashboard_host="127.0.0.1", _temp_dir=RAY_TMP,
+            ctx = ray.init(address="local", num_cpus=plan.num_cpus, num_gpus=plan.num_gpus,
+                           include_dashboard=not plan.no_dashboard, dashboard_host="127.0.0.1", _temp_dir=RAY_TMP,
                            **common)
     except Exception as e:  # noqa: BLE001  (Ray raises several types for a cluster it cannot join)
-        raise UsageError(f"--address {args.address or 'local'}: Ray could not start or join ({str(e).splitlines()[0]})") from None
+        raise UsageError(f"--address {plan.address or 'local'}: Ray could not start or join ({str(e).splitlines()[0]})") from None
     url = getattr(ctx, "dashboard_url", None)
     return f"http://{url}" if url and not url.startswith("http") else url
 
@@ -372,179 +179,107 @@ def dashboard_help(url: str | None) -> str:
             "or print it with `ray get-auth-token`)")
 
 
-def trial_point(config: dict, seed_path: str | None) -> dict:
-    """The point a trial ran: its config's point, with the seed a search's repeat gave it."""
-    point = dict(config["point"])
-    if "__trial_index__" in config and seed_path:
-        point[seed_path] = config["__trial_index__"]
-    return point
+@dataclass
+class GridRun:
+    """What running a plan left: the grid folder (``trials.jsonl`` there holds the trials), the points its table
+    holds (with ``--lr-sweep``, each design at its chosen rate), the rates chosen and the designs every rate failed,
+    the notes the table carries, the wall time, and whether Ctrl-C or Ray stopped it."""
+
+    out: Path
+    points: list[dict]
+    wall: float = 0.0
+    interrupted: bool = False
+    chosen: dict = field(default_factory=dict)
+    lost: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
-def _make_callback(labels: dict[str, str], total: int, out: Path, metrics: list[str], seed_path: str | None = None):
-    """A Tune callback: one compact line per epoch, printed and appended to progress.log (and the
-    epoch's figures to epochs.jsonl) as it comes; each finished trial appended to trials.jsonl with
-    its best model's checkpoint, the node it ran on, and how it ended."""
-    from ray.tune import Callback
-
-    log_path = out / "trials.jsonl"
-
-    def say(line: str) -> None:
-        print(line, flush=True)
-        with (out / "progress.log").open("a") as f:
-            f.write(line + "\n")
-
-    class Progress(Callback):
-        def __init__(self):
-            self.done, self.last = 0, {}
-
-        def _label(self, trial) -> str:
-            point = trial_point(trial.config, seed_path)
-            return labels.get(json.dumps(point, sort_keys=True)) or ",".join(f"{k}={v}" for k, v in point.items())
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            self.last[trial.trial_id] = result
-            if not result.get("final"):
-                epoch = epoch_figures(result)
-                with (out / "epochs.jsonl").open("a") as f:
-                    f.write(json.dumps({"trial": self._label(trial), **epoch}, default=str) + "\n")
-                say(f"  [{self._label(trial)}] epoch {result.get('epoch')}  val_acc={fmt(result.get('val_acc'))}"
-                    f"  val_ppl={fmt(result.get('val_ppl'))}  lr={fmt(result.get('lr'))}  {fmt(result.get('seconds'))}s")
-
-        def _record(self, trial, status: str, error: str = "") -> None:
-            self.done += 1
-            last = self.last.get(trial.trial_id, {})
-            if status == "ok" and not last.get("final"):  # stopped early by the scheduler
-                status, last = "stopped", {**last, "recall_acc": last.get("val_acc")}
-            if last.get("failure"):  # diverged or out of memory: ended on purpose, not retried
-                status, error = last["failure"], last.get("error", "")
-            checkpoint = getattr(trial, "checkpoint", None)
-            row = {"trial": self._label(trial), "status": status, "error": error,
-                   "point": trial_point(trial.config, seed_path), "history": epochs_of(out, self._label(trial)),
-                   "node": last.get("node"), "checkpoint": f"{checkpoint.path}/model" if checkpoint else None}
-            # every figure the trial returned (report recipes read more than the table shows)
-            row.update({k: v for k, v in last.items() if k in metrics or is_figure(k, v)})
-            row.update({k: last[k] for k in ("capped", "stop") if k in last})  # how the run ended
-            with log_path.open("a") as f:
-                f.write(json.dumps(row, default=str) + "\n")
-            ended = {"cap": ", CAPPED: still improving at max_epochs"}.get(row.get("stop"), "")
-            ended = ended or (f", {row['stop']} after {row.get('epochs')} epochs" if row.get("stop") else "")
-            say(f"  [{row['trial']}] {status}{ended} ({self.done}/{total})" + (f": {error}" if error else ""))
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self._record(trial, "ok")
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self._record(trial, "failed", _trial_error(trial))
-
-    return Progress()
+def key_of(point: dict) -> str:
+    return json.dumps(point, sort_keys=True)
 
 
-def epochs_of(out: Path, label: str) -> list[dict]:
-    """A trial's whole history from ``epochs.jsonl``: every epoch it reported, before a ``--resume`` or a retry too
-    (an epoch reported twice, once before a restart from an earlier checkpoint, keeps its last report)."""
-    by_epoch: dict = {}
-    path = out / "epochs.jsonl"
-    for line in path.read_text().splitlines() if path.exists() else []:
-        row = json.loads(line)
-        if row.pop("trial", None) == label:
-            by_epoch[row.get("epoch")] = row
-    return sorted(by_epoch.values(), key=lambda r: (r.get("epoch") is None, r.get("epoch") or 0))
+def _keys(plan: GridPlan) -> list[tuple[str, str]]:
+    return [(k, p) for k, p, _ in plan.space]
 
 
-def _trial_error(trial) -> str:
-    err = getattr(trial, "error_msg", None) or ""
-    path = getattr(trial, "error_file", None)
-    if not err and path and os.path.exists(path):
-        err = Path(path).read_text()
-    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else "trial failed"
+def _labeller(plan: GridPlan) -> Callable[[dict], str]:
+    shown = _keys(plan) + ([("lr", plan.lr_path)] if plan.lr_path else [])
+    return lambda pt: ",".join(f"{k}={pt[p]}" for k, p in shown if p in pt) or plan.preset
 
 
-def _run_trials(args, todo: list[dict], labels: dict[str, str], out: Path, metrics: list[str], name: str,
-                seed_path: str | None = None, select_by: str = "val_ppl") -> None:
-    """One Ray Tune experiment (``name``) over the points ``todo`` (a grid), or over ``args.sampled`` (a
-    search); an experiment already in the storage is restored instead: finished trials stay, the others
-    go on from their last checkpoints."""
-    import ray
-    from ray import tune
+def _finished(out: Path) -> set[str]:
+    return {key_of(t["point"]) for t in read_trials(out / "trials.jsonl") if t["status"] in ("ok", "stopped")}
 
-    from ablations.trial import tune_trainable
 
-    if not ray.is_initialized():  # a learning-rate sweep runs two rounds on one cluster
-        url = start_ray(args)
-        print(dashboard_help(url), flush=True)
-    resources: dict[str, float] = {"cpu": args.cpus_per_trial}
-    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
-    if args.cpus_per_trial > largest:  # Tune would wait for such a node forever
-        raise UsageError(f"--cpus-per-trial {args.cpus_per_trial}: no node of this Ray cluster has that many CPUs "
-                         f"(the largest has {largest:g}); a trial could never start")
-    gpus = ray.cluster_resources().get("GPU", 0)
-    if gpus:
-        resources["gpu"] = min(args.gpus_per_trial, gpus)
-    print(f"resources per trial: {resources} (cluster: {int(ray.cluster_resources().get('CPU', 0))} CPUs, {gpus:g} GPUs)")
-    trainable = tune.with_resources(tune_trainable, resources)
-    storage = args.storage or str(out / "ray")
-    experiment = f"{storage.rstrip('/')}/{name}"
-    quiet_tune_loggers()
-    if tune.Tuner.can_restore(experiment):  # an interrupted grid: Tune's own record of its trials
-        print(f"restoring {experiment}: finished trials stay, the others go on from their last checkpoints")
-        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
-        tuner.fit()
-        return
-    scheduler = None
-    if args.scheduler == "asha":
-        from ray.tune.schedulers import ASHAScheduler
+def _open_folder(plan: GridPlan) -> Path:
+    """The grid folder: the one resumed, or a new one with ``grid.json`` (what was asked)."""
+    if plan.resume:
+        return Path(plan.resume).resolve()
+    out = (Path(plan.results).resolve()
+           / f"{Path(plan.recipe_name).stem}-{plan.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "grid.json").write_text(json.dumps(plan.saved(), indent=2))
+    return out
 
-        scheduler = ASHAScheduler(metric="val_loss", mode="min", grace_period=1)
-    recipe = Path(args.recipe).name if is_recipe_path(args.recipe) else args.recipe  # in the working_dir
-    config = {"recipe": recipe, "preset": args.preset, "threads": args.cpus_per_trial,
-              "checkpoints": args.keep_checkpoints > 0, "seed_path": seed_path}
-    search_alg, samples = None, 1
-    if args.sampled is not None:
-        from ray.tune.search import Repeater
-        from ray.tune.search.optuna import OptunaSearch
 
-        better = BETTER.get(select_by, min)
-        search_alg = OptunaSearch(metric=select_by, mode="max" if better is max else "min", seed=0)
-        if args.seeds > 1:  # each sampled point over the seeds (the trial index becomes the seed)
-            search_alg = Repeater(search_alg, repeat=args.seeds)
-        config["point"], samples = args.sampled, args.num_samples * args.seeds
+def _lr_round(plan: GridPlan, run: GridRun) -> None:
+    """Round 1 of ``--lr-sweep``: every design at every rate, first seed; the rate is chosen per design on
+    validation figures (lr_sweep.csv), and ``run.points`` become the designs at their chosen rates."""
+    keys, seed_path, lr_path, out = _keys(plan), plan.seed_path, plan.lr_path, run.out
+    label, select_by = _labeller(plan), plan.recipe.select_by
+    designs = list({point_label(pt, keys, seed_path): {p: v for p, v in pt.items() if p != seed_path}
+                    for pt in run.points}.values())
+    first = {seed_path: 0} if seed_path else {}
+    sweep = [{**d, lr_path: r, **first} for d in designs for r in plan.rates]
+    todo = [pt for pt in sweep if key_of(pt) not in _finished(out)]
+    print(f"learning-rate sweep: {len(designs)} design(s) x {len(plan.rates)} rates "
+          f"({', '.join(fmt(r) for r in plan.rates)}), seed 0; {len(sweep) - len(todo)} already done; "
+          f"results in {out}", flush=True)
+    run.interrupted = _run_round(plan, todo, {key_of(pt): label(pt) for pt in sweep}, out,
+                                 list(plan.recipe.metrics), "sweep", seed_path)
+    swept = [t for t in read_trials(out / "trials.jsonl") if key_of(t["point"]) in {key_of(p) for p in sweep}]
+    run.chosen = choose_rates(swept, lambda t: point_label(t["point"], keys, seed_path), lambda t: t["point"][lr_path],
+                              select_by, BETTER.get(select_by, min))
+    _write_sweep(out, swept, keys, seed_path, lr_path, select_by, run.chosen)
+    run.lost = [label(d) for d in designs if point_label(d, keys, seed_path) not in run.chosen]
+    if run.lost and not run.interrupted:
+        print(f"every rate failed for {', '.join(run.lost)}: left out of the table", file=sys.stderr)
+    if run.interrupted:
+        run.points = []
+    else:  # round 2: the other seeds repeat each design's chosen rate
+        run.points = [{**pt, lr_path: run.chosen[point_label(pt, keys, seed_path)]} for pt in run.points
+                      if point_label(pt, keys, seed_path) in run.chosen]
+    run.notes.append(f"Learning rate chosen per design on validation ({select_by}, seed 0) among "
+                     f"{', '.join(fmt(r) for r in plan.rates)}: column `lr`; the sweep is in lr_sweep.csv.")
+
+
+def run_plan(plan: GridPlan) -> GridRun:
+    """The Ray part: the grid folder, the learning-rate round if asked, then the grid's (or the search's) trials;
+    each finished trial is a line of ``trials.jsonl`` in ``GridRun.out``."""
+    t0 = time.perf_counter()
+    run = GridRun(out=_open_folder(plan), points=list(plan.points))
+    if plan.lr_path:
+        _lr_round(plan, run)
+    todo = [pt for pt in run.points if key_of(pt) not in _finished(run.out)]
+    if plan.sampled is not None:
+        print(f"search: {plan.num_samples} point(s) sampled by optuna from --space, x {plan.seeds} seed(s), "
+              f"best by {plan.recipe.select_by}; results in {run.out}", flush=True)
     else:
-        config["point"] = tune.grid_search(todo)
-    tuner = tune.Tuner(
-        trainable,
-        param_space=config,
-        tune_config=tune.TuneConfig(scheduler=scheduler, search_alg=search_alg, num_samples=samples),
-        run_config=tune.RunConfig(
-            name=name, storage_path=storage, verbose=2 if args.verbose else 0,
-            callbacks=[_make_callback(labels, len(todo) or samples, out, metrics, seed_path)]
-            + logger_callbacks(args.logger, out, f"memkit-{Path(args.recipe).stem}"),
-            failure_config=tune.FailureConfig(max_failures=args.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=max(1, args.keep_checkpoints)),
-        ),
-    )
-    tuner.fit()
+        print(f"grid: {len(run.points)} trial(s) of {plan.recipe_name}/{plan.preset}, {len(run.points) - len(todo)} "
+              f"already done; results in {run.out}", flush=True)
+    label = _labeller(plan)
+    run.interrupted = run.interrupted or _run_round(plan, todo, {key_of(pt): label(pt) for pt in run.points}, run.out,
+                                                    list(plan.recipe.metrics), "grid", plan.seed_path,
+                                                    plan.recipe.select_by)
+    run.wall = time.perf_counter() - t0
+    return run
 
 
-def write_report(module, rows: list[dict], names: list[str], preset: str, out: Path) -> str | None:
-    """The recipe's tables in its report's shape (``report.md``), when it has ``report()``. A failing
-    report costs only that file: the results tables are written before it."""
-    if not hasattr(module, "report"):
-        return None
-    try:
-        text = module.report(rows, names, module.PRESETS[preset]())
-    except Exception as e:  # noqa: BLE001
-        print(f"the recipe's report() failed ({type(e).__name__}: {e}); results.* hold every figure", file=sys.stderr)
-        return None
-    (out / "report.md").write_text(text)
-    return text
-
-
-def _run_round(args, todo, labels, out, metrics, name: str, seed_path=None, select_by="val_ppl") -> bool:
+def _run_round(plan, todo, labels, out, metrics, name: str, seed_path=None, select_by="val_ppl") -> bool:
     """Run the unfinished trials of one round (Ray experiment ``name``); True when Ctrl-C stopped it."""
     try:
-        if todo or args.sampled is not None:
-            _run_trials(args, todo, labels, out, metrics, name, seed_path, select_by)
+        if todo or plan.sampled is not None:
+            _run_trials(plan, todo, labels, out, metrics, name, seed_path, select_by)
     except KeyboardInterrupt:
         return True
     except UsageError:
@@ -556,136 +291,185 @@ def _run_round(args, todo, labels, out, metrics, name: str, seed_path=None, sele
     return False
 
 
-def run_grid(args, module, space, points) -> int:
-    metrics = getattr(module, "METRICS", METRICS)  # a recipe may name its own figures
-    recall = list(getattr(module, "RECALL", ["recall_acc"]))  # figures with a solve threshold
-    if args.resume:
-        out = Path(args.resume).resolve()
+def _run_trials(plan: GridPlan, todo: list[dict], labels: dict[str, str], out: Path, metrics: list[str], name: str,
+                seed_path: str | None = None, select_by: str = "val_ppl") -> None:
+    """One Ray Tune experiment (``name``) over the points ``todo`` (a grid), or over ``plan.sampled`` (a
+    search); an experiment already in the storage is restored instead: finished trials stay, the others
+    go on from their last checkpoints."""
+    import ray
+    from ray import tune
+
+    from ablations.progress import Progress
+    from ablations.trial import tune_trainable
+
+    if not ray.is_initialized():  # a learning-rate sweep runs two rounds on one cluster
+        url = start_ray(plan)
+        print(dashboard_help(url), flush=True)
+    resources: dict[str, float] = {"cpu": plan.cpus_per_trial}
+    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+    if plan.cpus_per_trial > largest:  # Tune would wait for such a node forever
+        raise UsageError(f"--cpus-per-trial {plan.cpus_per_trial}: no node of this Ray cluster has that many CPUs "
+                         f"(the largest has {largest:g}); a trial could never start")
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if gpus:
+        resources["gpu"] = min(plan.gpus_per_trial, gpus)
+    print(f"resources per trial: {resources} (cluster: {int(ray.cluster_resources().get('CPU', 0))} CPUs, {gpus:g} GPUs)")
+    trainable = tune.with_resources(tune_trainable, resources)
+    storage = plan.storage or str(out / "ray")
+    experiment = f"{storage.rstrip('/')}/{name}"
+    quiet_tune_loggers()
+    if tune.Tuner.can_restore(experiment):  # an interrupted grid: Tune's own record of its trials
+        print(f"restoring {experiment}: finished trials stay, the others go on from their last checkpoints")
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        tuner.fit()
+        return
+    scheduler = None
+    if plan.scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        scheduler = ASHAScheduler(metric="val_loss", mode="min", grace_period=1)
+    recipe = Path(plan.recipe_name).name if is_recipe_path(plan.recipe_name) else plan.recipe_name  # in the working_dir
+    config = {"recipe": recipe, "preset": plan.preset, "threads": plan.cpus_per_trial,
+              "checkpoints": plan.keep_checkpoints > 0, "seed_path": seed_path}
+    search_alg, samples = None, 1
+    if plan.sampled is not None:
+        from ray.tune.search import Repeater
+        from ray.tune.search.optuna import OptunaSearch
+
+        better = BETTER.get(select_by, min)
+        search_alg = OptunaSearch(metric=select_by, mode="max" if better is max else "min", seed=0)
+        if plan.seeds > 1:  # each sampled point over the seeds (the trial index becomes the seed)
+            search_alg = Repeater(search_alg, repeat=plan.seeds)
+        config["point"], samples = plan.sampled, plan.num_samples * plan.seeds
     else:
-        out = Path(args.results).resolve() / f"{Path(args.recipe).stem}-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "grid.json").write_text(json.dumps(
-            {"recipe": str(Path(args.recipe).resolve()) if is_recipe_path(args.recipe) else args.recipe,
-             "preset": args.preset, "space": args.space, "seeds": args.seeds, "lr_sweep": args.lr_sweep,
-             "plot": args.plot, "search": args.search, "num_samples": args.num_samples, "storage": args.storage,
-             "logger": args.logger, "keep_checkpoints": args.keep_checkpoints, "ladder": args.ladder,
-             "match_params": args.match_params}, indent=2))
-    keys = [(k, p) for k, p, _ in space]
-    seed_path = module.ALIASES.get("seed") if args.seeds > 1 else None
-    lr_path = module.ALIASES.get("lr") if args.rates else None
-    key_of = lambda pt: json.dumps(pt, sort_keys=True)  # noqa: E731
-    shown = keys + ([("lr", lr_path)] if lr_path else [])
-    label = lambda pt: ",".join(f"{k}={pt[p]}" for k, p in shown if p in pt) or args.preset  # noqa: E731
-    finished = lambda: {key_of(t["point"]) for t in read_trials(out / "trials.jsonl")  # noqa: E731
-                        if t["status"] in ("ok", "stopped")}
-    t0 = time.perf_counter()
-    notes = []
-    if lr_path:
-        # round 1: every design at every rate, first seed; the rate is chosen on validation figures
-        designs = list({point_label(pt, keys, seed_path): {p: v for p, v in pt.items() if p != seed_path}
-                        for pt in points}.values())
-        first = {seed_path: 0} if seed_path else {}
-        sweep = [{**d, lr_path: r, **first} for d in designs for r in args.rates]
-        todo = [pt for pt in sweep if key_of(pt) not in finished()]
-        print(f"learning-rate sweep: {len(designs)} design(s) x {len(args.rates)} rates "
-              f"({', '.join(fmt(r) for r in args.rates)}), seed 0; {len(sweep) - len(todo)} already done; "
-              f"results in {out}", flush=True)
-        interrupted = _run_round(args, todo, {key_of(pt): label(pt) for pt in sweep}, out, metrics, "sweep", seed_path)
-        select_by = getattr(module, "SELECT_BY", "val_ppl")
-        swept = [t for t in read_trials(out / "trials.jsonl") if key_of(t["point"]) in {key_of(p) for p in sweep}]
-        chosen = choose_rates(swept, lambda t: point_label(t["point"], keys, seed_path), lambda t: t["point"][lr_path],
-                              select_by, BETTER.get(select_by, min))
-        _write_sweep(out, swept, keys, seed_path, lr_path, select_by, chosen)
-        lost = [label(d) for d in designs if point_label(d, keys, seed_path) not in chosen]
-        if lost and not interrupted:
-            print(f"every rate failed for {', '.join(lost)}: left out of the table", file=sys.stderr)
-        if interrupted:
-            points = []
-        else:  # round 2: the other seeds repeat each design's chosen rate
-            points = [{**pt, lr_path: chosen[point_label(pt, keys, seed_path)]} for pt in points
-                      if point_label(pt, keys, seed_path) in chosen]
-        notes.append(f"Learning rate chosen per design on validation ({select_by}, seed 0) among "
-                     f"{', '.join(fmt(r) for r in args.rates)}: column `lr`; the sweep is in lr_sweep.csv.")
-    else:
-        interrupted = False
-    done = finished()
-    todo = [pt for pt in points if key_of(pt) not in done]
-    select_by = getattr(module, "SELECT_BY", "val_ppl")
-    if args.sampled is not None:
-        print(f"search: {args.num_samples} point(s) sampled by optuna from --space, x {args.seeds} seed(s), "
-              f"best by {select_by}; results in {out}", flush=True)
-    else:
-        print(f"grid: {len(points)} trial(s) of {args.recipe}/{args.preset}, {len(points) - len(todo)} already done; "
-              f"results in {out}", flush=True)
-    interrupted = interrupted or _run_round(args, todo, {key_of(pt): label(pt) for pt in points}, out, metrics,
-                                            "grid", seed_path, select_by)
-    wall = time.perf_counter() - t0
-    trials = read_trials(out / "trials.jsonl")
-    if args.sampled is None:  # a grid's table holds its points; a search's, whatever it sampled
-        wanted = {key_of(pt) for pt in points}
-        trials = [t for t in trials if key_of(t["point"]) in wanted]
-    expected = len(points) if args.sampled is None else args.num_samples * args.seeds
-    if getattr(module, "TEST_SPLIT", False):
-        notes.insert(0, "Figures come from a test split that training, early stopping and any learning-rate choice "
-                        "never saw; each cell is the mean over seeds with its 95% bootstrap interval.")
-    elif lr_path:
-        notes.insert(0, "This recipe has no test split: its figures come from the validation data the learning "
-                        "rate was chosen on (optimistic).")
-    extra = sorted({k for t in trials for k, v in t.items() if k not in metrics and k != "train_seconds" and is_figure(k, v)})
-    rows = aggregate(trials, keys, seed_path, metrics + extra, recall)
-    best_checkpoints(rows, trials, keys, seed_path, select_by)
-    for m in metrics + extra:  # per-seed values, for a recipe's report to compare points paired over seeds
+        config["point"] = tune.grid_search(todo)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=config,
+        tune_config=tune.TuneConfig(scheduler=scheduler, search_alg=search_alg, num_samples=samples),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage, verbose=2 if plan.verbose else 0,
+            callbacks=[Progress(labels, len(todo) or samples, out, metrics, seed_path)]
+            + logger_callbacks(plan.logger, out, f"memkit-{Path(plan.recipe_name).stem}"),
+            failure_config=tune.FailureConfig(max_failures=plan.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=max(1, plan.keep_checkpoints)),
+        ),
+    )
+    tuner.fit()
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a grid ended, counted from its trials: what ``main`` turns into an exit status."""
+
+    unfinished: int  # > 0: interrupted, --resume finishes it
+    failed: int
+    nan: int
+    oom: int
+    expected: int
+
+
+# Figures drawn once per grid from its folder and rows, after the tables: each writer takes (plan, out, rows, trials)
+# and returns a line naming what it wrote (None: nothing to draw). A new per-grid plot is one entry here.
+def _gates(plan: GridPlan, out: Path, rows: list[dict], trials: list[dict]) -> str | None:
+    path = plot_gates(out, trials, "seed" if plan.seed_path else None)
+    return f"gates: {path} (the memory gates by epoch)" if path else None
+
+
+def _ladder(plan: GridPlan, out: Path, rows: list[dict], trials: list[dict]) -> str | None:
+    if plan.ladder_plan is None:
+        return None
+    return f"the ladder ({out / 'ladder.md'}):\n" + write_ladder(out, trials, plan.ladder_plan, plan.seed_path)
+
+
+PLOT_WRITERS: list[Callable[[GridPlan, Path, list[dict], list[dict]], str | None]] = [_gates, _ladder]
+
+
+def _rows(plan: GridPlan, run: GridRun, trials: list[dict], metrics: list[str]) -> list[dict]:
+    """The table's rows: per point, mean and interval over seeds, its best checkpoint, per-seed values, its rate."""
+    keys, seed_path = _keys(plan), plan.seed_path
+    rows = aggregate(trials, keys, seed_path, metrics, list(plan.recipe.recall))
+    best_checkpoints(rows, trials, keys, seed_path, plan.recipe.select_by)
+    for m in metrics:  # per-seed values, for a recipe's report to compare points paired over seeds
         for design, seeds in seed_values(trials, keys, seed_path, m).items():
             for r in rows:
                 if r["_design"] == design:
                     r.setdefault("_seeds", {})[m] = seeds
-    if lr_path:
+    if plan.lr_path:
         for r in rows:
-            r["lr"] = chosen.get(r["_design"])
+            r["lr"] = run.chosen.get(r["_design"])
+    return rows
+
+
+def _notes(plan: GridPlan, run: GridRun) -> list[str]:
+    if plan.recipe.test_split:
+        return ["Figures come from a test split that training, early stopping and any learning-rate choice never "
+                "saw; each cell is the mean over seeds with its 95% bootstrap interval."] + run.notes
+    if plan.lr_path:
+        return ["This recipe has no test split: its figures come from the validation data the learning rate was "
+                "chosen on (optimistic)."] + run.notes
+    return list(run.notes)
+
+
+def summarise(plan: GridPlan, run: GridRun) -> Ending:
+    """The grid's tables (results.*), the recipe's report, the plots, printed and written in ``run.out``."""
+    out, metrics = run.out, list(plan.recipe.metrics)
+    trials = read_trials(out / "trials.jsonl")
+    if plan.sampled is None:  # a grid's table holds its points; a search's, whatever it sampled
+        wanted = {key_of(pt) for pt in run.points}
+        trials = [t for t in trials if key_of(t["point"]) in wanted]
+    expected = len(run.points) if plan.sampled is None else plan.num_samples * plan.seeds
+    notes = _notes(plan, run)
+    extra = sorted({k for t in trials for k, v in t.items() if k not in metrics and k != "train_seconds" and is_figure(k, v)})
+    rows = _rows(plan, run, trials, metrics + extra)
+    keys, seed_path = _keys(plan), plan.seed_path
     names = [k for k, p in keys if p != seed_path]
-    layout = Layout(keys=names, metrics=metrics, recall=recall, lr_column="lr" if lr_path else None, notes=notes,
-                    values={m: seed_values(trials, keys, seed_path, m) for m in metrics}, curve=args.plot)
+    layout = Layout(keys=names, metrics=metrics, recall=list(plan.recipe.recall), lr_column="lr" if plan.lr_path
+                    else None, notes=notes, values={m: seed_values(trials, keys, seed_path, m) for m in metrics},
+                    curve=plan.plot)
     lines = write_all(out, trials, rows, layout) if rows else []
     if rows:
+        lines += [line for writer in PLOT_WRITERS if (line := writer(plan, out, rows, trials))]
         print()
         for n in notes:
             print(n)
         print(text_table(*display_rows(rows, names, metrics, layout.lr_column)))
         for line in lines:
             print(f"- {line}")
-        if args.plot:
-            print(f"curve: {out / f'curve_{args.plot}.png'} (and .csv)")
-        text = write_report(module, rows, names, args.preset, out)
+        if plan.plot:
+            print(f"curve: {out / f'curve_{plan.plot}.png'} (and .csv)")
+        text = write_report(plan.recipe, rows, names, plan.preset, out)
         if text:
             print("\n" + text)
-        if plot_gates(out, trials, "seed" if seed_path else None):
-            print(f"gates: {out / 'gates.png'} (the memory gates by epoch)")
-        if args.ladder_plan is not None:
-            print(f"\nthe ladder ({out / 'ladder.md'}):\n" + write_ladder(out, trials, args.ladder_plan, seed_path))
-    if "wandb" in args.logger and trials and not any((out / "wandb").glob("*run-*")):
+    if "wandb" in plan.logger and trials and not any((out / "wandb").glob("*run-*")):
         print(f"warning: --logger wandb: no run was written under {out / 'wandb'}; Ray's worker logs say why "
               f"({RAY_TMP}/session_latest/logs)", file=sys.stderr)
     own = sum(t.get("train_seconds") or 0.0 for t in read_trials(out / "trials.jsonl"))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\nwall {wall:.1f}s; the grid's trials' own times sum to {own:.1f}s; driver peak memory {peak_mb:.0f} MB")
+    print(f"\nwall {run.wall:.1f}s; the grid's trials' own times sum to {own:.1f}s; driver peak memory {peak_mb:.0f} MB")
     print(f"table: {out / 'results.csv'} (also .md, .json, raw, plots; per-epoch lines in progress.log)")
     missing = expected - sum(t["status"] in ("ok", "stopped") for t in trials)
     failed = sum(t["status"] == "failed" for t in trials)
     ended = {cause: sum(t["status"] == cause for t in trials) for cause in ("nan", "oom")}
-    if interrupted or missing > failed + sum(ended.values()):
-        print(f"interrupted: {max(missing - failed - sum(ended.values()), 1)} trial(s) unfinished; finish with "
-              f"--resume {out}", file=sys.stderr)
-        return 130
-    if lr_path and lost:
-        failed += len(lost)
-    if failed:
-        print(f"{failed} of {expected} trial(s) failed; rerun them with --resume {out}", file=sys.stderr)
-        return 1
-    if any(ended.values()):
-        print(f"{ended['nan']} trial(s) diverged (loss not finite) and {ended['oom']} ran out of memory: not retried; "
-              "lower the learning rate or the batch", file=sys.stderr)
-        return 3
-    return 0
+    unfinished = missing - failed - sum(ended.values())
+    if run.interrupted:
+        unfinished = max(unfinished, 1)
+    return Ending(unfinished=max(unfinished, 0), failed=failed + (len(run.lost) if plan.lr_path else 0),
+                  nan=ended["nan"], oom=ended["oom"], expected=expected)
+
+
+def write_report(recipe, rows: list[dict], names: list[str], preset: str, out: Path) -> str | None:
+    """The recipe's tables in its report's shape (``report.md``), when it has ``report()``. A failing
+    report costs only that file: the results tables are written before it."""
+    if recipe.report is None:
+        return None
+    try:
+        text = recipe.report(rows, names, recipe.presets[preset]())
+    except Exception as e:  # noqa: BLE001
+        print(f"the recipe's report() failed ({type(e).__name__}: {e}); results.* hold every figure", file=sys.stderr)
+        return None
+    (out / "report.md").write_text(text)
+    return text
 
 
 def best_checkpoints(rows: list[dict], trials: list[dict], keys, seed_path, select_by: str) -> None:
@@ -716,15 +500,32 @@ def _write_sweep(out: Path, swept: list[dict], keys, seed_path, lr_path, select_
                         chosen.get(design) == t["point"][lr_path]])
 
 
+def exit_status(plan: GridPlan, run: GridRun, ending: Ending) -> int:
+    """0 all finished; 130 interrupted; 1 trials failed; 3 trials diverged or ran out of memory."""
+    if ending.unfinished > 0:
+        print(f"interrupted: {ending.unfinished} trial(s) unfinished; finish with --resume {run.out}", file=sys.stderr)
+        return 130
+    if ending.failed:
+        print(f"{ending.failed} of {ending.expected} trial(s) failed; rerun them with --resume {run.out}",
+              file=sys.stderr)
+        return 1
+    if ending.nan or ending.oom:
+        print(f"{ending.nan} trial(s) diverged (loss not finite) and {ending.oom} ran out of memory: not retried; "
+              "lower the learning rate or the batch", file=sys.stderr)
+        return 3
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         if args.list_keys:
-            print(list_keys(_check_recipe(args.recipe or "infini_pythia")))
+            print(list_keys(check_recipe(args.recipe or "infini_pythia")))
             return 0
-        module, space, points = check_inputs(args)
-        return run_grid(args, module, space, points)
+        plan = check_inputs(args)
+        run = run_plan(plan)
+        return exit_status(plan, run, summarise(plan, run))
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

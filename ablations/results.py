@@ -25,6 +25,18 @@ BETTER = {"recall_acc": max, "val_ppl": min, "params": min, "memory_bytes": min,
 COSTS = {"params", "memory_bytes", "sec_per_epoch", "tokens_per_s", "trainable_share", "peak_mb"}
 
 
+# Ray's own fields in a trial's result: not figures of the trial
+RAY_KEYS = {"timestamp", "done", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
+            "iterations_since_restore", "final", "epoch", "seconds", "train_loss", "val_loss", "train_ppl", "best", "lr"}
+# what each epoch line shows, and what a trial's history keeps
+EPOCH_KEYS = ("epoch", "train_ppl", "val_ppl", "val_acc", "lr", "seconds")
+
+
+def is_figure(key: str, value) -> bool:
+    """A number a trial returned about itself (not Ray's bookkeeping nor the per-epoch fields)."""
+    return key not in RAY_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def read_trials(path: Path) -> list[dict]:
     """The latest line per point (a resumed grid appends; a rerun replaces an earlier failure)."""
     latest: dict[str, dict] = {}

@@ -137,15 +137,21 @@ def failure_of(error: BaseException) -> str | None:
     return None
 
 
+def trial_point(config: dict, seed_path: str | None) -> dict:
+    """The point a trial ran: its config's point, with the seed a search's repeat gave it (the trial index)."""
+    point = dict(config["point"])
+    if "__trial_index__" in config and seed_path:
+        point[seed_path] = config["__trial_index__"]
+    return point
+
+
 def tune_trainable(config: dict) -> None:
     """Ray Tune entry: reports each epoch as it ends (with a checkpoint), then the final figures
     (``final=True``), the node it ran on, and, if it diverged or ran out of memory, ``failure``."""
     import ray
     from ray import tune
 
-    point = dict(config["point"])
-    if "__trial_index__" in config and config.get("seed_path"):  # a search repeats each sample over seeds
-        point[config["seed_path"]] = config["__trial_index__"]
+    point = trial_point(config, config.get("seed_path"))
     node = ray.get_runtime_context().get_node_id()
     try:
         metrics = run_point(config["recipe"], config["preset"], point, config.get("threads", 0),

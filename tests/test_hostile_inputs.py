@@ -300,7 +300,7 @@ def test_loggers_write_only_what_was_asked_and_wandb_workers_are_offline(monkeyp
         kinds = {type(c) for c in logger_callbacks(names, Path("."), "x")}
         assert {CSVLoggerCallback, JsonLoggerCallback} <= kinds and (TBXLoggerCallback in kinds) == tensorboard
     assert worker_env(["wandb"]) == {"WANDB_MODE": "offline"} and worker_env(["mlflow"]) == {}
-    args = SimpleNamespace(recipe="infini_pythia", logger=["wandb"])
+    args = SimpleNamespace(recipe_name="infini_pythia", logger=["wandb"])
     assert grid_cli.runtime_env(args)["env_vars"]["WANDB_MODE"] == "offline"
 
 
@@ -312,7 +312,9 @@ def test_a_resumed_trials_history_holds_its_epochs_from_before_the_restart(tmp_p
         for e in (1, 2):
             f.write(json.dumps({"trial": label, "epoch": e, "val_ppl": 10.0 - e}) + "\n")
         f.write(json.dumps({"trial": "x=2", "epoch": 1, "val_ppl": 1.0}) + "\n")
-    callback = grid_cli._make_callback({json.dumps(point, sort_keys=True): label}, 1, tmp_path, ["val_ppl"])
+    from ablations.progress import Progress
+
+    callback = Progress({json.dumps(point, sort_keys=True): label}, 1, tmp_path, ["val_ppl"])
     restored = SimpleNamespace(trial_id="t1", config={"point": point}, checkpoint=None)
     for e in (3, 4):
         callback.on_trial_result(0, [], restored, {"epoch": e, "val_ppl": 10.0 - e})

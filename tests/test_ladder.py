@@ -67,8 +67,8 @@ def test_the_grid_plans_the_ladder_over_the_recipes_designs_and_seeds(tmp_path):
     args = grid.build_parser().parse_args(["--recipe", "report_designs", "--ladder", "--space", "design=single,multi",
                                            "--space", "arm=as_run,careful", "--seeds", "2",
                                            "--results", str(tmp_path)])
-    _, space, points = grid.check_inputs(args)
-    plan = args.ladder_plan
+    checked = grid.check_inputs(args)
+    space, points, plan = checked.space, checked.points, checked.ladder_plan
     per_design = {label: sum(1 for d, _ in plan.rungs if d == label) for label, _ in plan.rungs}
     assert set(per_design) == {"design=single", "design=multi"}
     assert per_design["design=multi"] == per_design["design=single"] + 2  # the selection choice: N memories only
@@ -105,8 +105,9 @@ def test_the_ladder_can_climb_chosen_rungs_only(tmp_path):
         pytest.skip("the Debian text packages are not installed (the report recipes' corpus)")
     argv = ["--recipe", "report_designs", "--space", "design=multi", "--seeds", "1", "--results", str(tmp_path)]
     args = grid.build_parser().parse_args(argv + ["--ladder", "one memory per batch,documents"])
-    _, _, points = grid.check_inputs(args)
-    assert [r.name for _, r in args.ladder_plan.rungs] == [
+    checked = grid.check_inputs(args)
+    points = checked.points
+    assert [r.name for _, r in checked.ladder_plan.rungs] == [
         "as run", "careful", "+one memory per batch (scaled writes, the script's regimes)",
         "−one memory per batch (scaled writes, the script's regimes)", "+documents run together",
         "−documents run together"] and len(points) == 6

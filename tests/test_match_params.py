@@ -35,7 +35,7 @@ def test_the_grid_matches_parameters_to_the_named_design(tmp_path):
     argv = ["--space", "layer=infini,deltanet,sliding_window", "--space", "memories=4", "--seeds", "1",
             "--match-params", "layer=infini", "--results", str(tmp_path)]
     args = grid.build_parser().parse_args(argv)
-    _, _, points = grid.check_inputs(args)
+    points = grid.check_inputs(args).points
     by = {p["model.design.name"]: p for p in points}
     assert WIDTH not in by["infini"] and WIDTH in by["deltanet"]
     target = model_params(apply_overrides(tiny(), by["infini"]))

@@ -163,7 +163,7 @@ def test_a_failing_report_costs_only_report_md(tmp_path, capsys):
     def broken(rows, names, spec):
         raise KeyError("val_ppl_mean")
 
-    module = SimpleNamespace(report=broken, PRESETS={"tiny": dict})
+    module = SimpleNamespace(report=broken, presets={"tiny": dict})
     assert write_report(module, [], [], "tiny", tmp_path) is None
     assert "report() failed (KeyError" in capsys.readouterr().err and not (tmp_path / "report.md").exists()
     module.report = lambda rows, names, spec: "TABLE"
