@@ -1,4 +1,4 @@
-"""The reports' system as their code ran it (docs/design.md, "Choices the reports' code made"): the fields a text
+"""The reports' system as their code ran it (docs/design.md, "The reports' options"): the fields a text
 report recipe's ``as_run`` arm sets (reports 001-003), and what that arm leaves out."""
 
 # The reports' memory layer as their code ran it (docs/design.md; reports 001-003), and their

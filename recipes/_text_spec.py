@@ -37,7 +37,7 @@ class SelectionEval(Spec):
 
 class ArmSpec(Spec):
     """A report recipe's spec with two arms. ``arm``: "careful" (memkit's defaults) or "as_run": the report's
-    system as its code ran it (DESIGN.md, last section). The fields keep the careful values; ``system()``
+    system as its code ran it (docs/design.md, the reports' options). The fields keep the careful values; ``system()``
     is the spec a trial runs: for "as_run", the recipe's ``as_run`` applied (it fixes the fields it lists,
     whatever --space gave them). So a grid over ``arm=as_run,careful`` runs the same preset both ways."""
 

@@ -4,7 +4,7 @@
     python -m ablations.grid --recipe report_designs --preset reports --gpus-per-trial 1   # the reports' sizes
     python -m recipes.report_designs --preset tiny                # one trial (design=multi, careful) without Ray
 
-Each design runs in two arms: ``as_run``, the reports' code as it ran (DESIGN.md, last section: no
+Each design runs in two arms: ``as_run``, the reports' code as it ran (docs/design.md, "The reports' options": no
 segments, their batch-shared memory and selection, their gate, validation regime, optimiser,
 patience 1 and reversal protocol), and ``careful``, memkit's defaults. The report puts the arms side by
 side and checks the reports' claims in each: the perplexity ordering, and hierarchical memory cutting
