@@ -23,8 +23,8 @@ def epoch_figures(result: dict) -> dict:
 
 def design_of(trial: dict, seed_key: str | None) -> str:
     """A trial's label without its seed: the design its seeds share."""
-    parts = [p for p in str(trial.get("trial", "")).split(",") if not (seed_key and p.startswith(f"{seed_key}="))]
-    return ",".join(parts) or "the only point"
+    parts = [p.strip() for p in str(trial.get("trial", "")).split(",")]
+    return ",".join(p for p in parts if not (seed_key and p.startswith(f"{seed_key}="))) or "the only point"
 
 
 def plot_gates(out: Path, trials: list[dict], seed_key: str | None = "seed") -> Path | None:

@@ -203,6 +203,8 @@ def _keys(plan: GridPlan) -> list[tuple[str, str]]:
 
 
 def _labeller(plan: GridPlan) -> Callable[[dict], str]:
+    if plan.ladder_plan is not None:  # a rung is named for what it flips, not for the dozen paths it sets
+        return plan.ladder_plan.label
     shown = _keys(plan) + ([("lr", plan.lr_path)] if plan.lr_path else [])
     return lambda pt: ",".join(f"{k}={pt[p]}" for k, p in shown if p in pt) or plan.preset
 

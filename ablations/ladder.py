@@ -154,6 +154,16 @@ class LadderPlan:
     points: list[dict]
     rungs: list[tuple[str, Rung]]  # (design label, rung)
     inert: dict[str, list[str]]  # design label -> choices left out
+    seed_path: str | None = None
+
+    def label(self, point: dict) -> str:
+        """A trial's name: its design, its rung and its seed ("design=multi, +documents run together, seed=1")."""
+        bare = {k: v for k, v in point.items() if k != self.seed_path}
+        for design, rung in self.rungs:
+            if rung.point == bare:
+                seed = f", seed={point[self.seed_path]}" if self.seed_path in point else ""
+                return f"{design}, {rung.name}{seed}"
+        return ",".join(f"{k}={v}" for k, v in point.items())
 
 
 def plan(base, space: list[tuple[str, str, list]], aliases: dict[str, str],
@@ -186,7 +196,7 @@ def plan(base, space: list[tuple[str, str, list]], aliases: dict[str, str],
     paths = sorted({p for _, r in out for p in r.point if p not in ("arm", "evals")},
                    key=lambda p: (p not in {q for _, q, _ in designs_space}, p))
     table = [(by_path.get(p, p), p, sorted({str(r.point.get(p)) for _, r in out})) for p in paths]
-    return LadderPlan(table + ([seed] if seed else []), points, out, inert)
+    return LadderPlan(table + ([seed] if seed else []), points, out, inert, seed[1] if seed else None)
 
 
 def write_ladder(out_dir, trials: list[dict], ladder: LadderPlan, seed_path: str | None) -> str:

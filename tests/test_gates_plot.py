@@ -16,6 +16,8 @@ def test_gates_png_is_drawn_only_where_a_trial_has_gates(tmp_path):
     trials = [{"trial": f"memories=4,seed={s}", "history": history} for s in (0, 1)]
     trials.append({"trial": "memories=0,seed=0", "history": [{"epoch": 1, "val_ppl": 9.0}]})
     assert design_of(trials[1], "seed") == "memories=4" and design_of({"trial": "seed=0"}, "seed") == "the only point"
+    assert design_of({"trial": "design=multi, +documents run together, seed=1"}, "seed") == (
+        "design=multi,+documents run together")  # a ladder's rung
     path = plot_gates(tmp_path, trials)
     assert path == tmp_path / "gates.png" and path.stat().st_size > 1000
     assert plot_gates(tmp_path / "none", trials[2:]) is None and not (tmp_path / "none" / "gates.png").exists()
