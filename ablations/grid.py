@@ -58,8 +58,8 @@ from ablations.space import (
 from ablations.storage import StorageError, check_storage
 from ablations.sweep import choose_rates, parse_rates
 from ablations.tracking import check_loggers, logger_callbacks, quiet_tune_loggers, worker_env
-from memkit.data.corpus import CorpusMissing
 from ablations.trial import is_recipe_path, load_recipe
+from memkit.data.corpus import CorpusMissing
 
 METRICS = ["recall_acc", "val_ppl", "params", "memory_bytes", "sec_per_epoch", "tokens_per_s", "best_epoch", "epochs",
            "expand_share"]

@@ -24,8 +24,15 @@ from ablations import grid as grid_cli
 from ablations.results import aggregate, display_rows, summary
 from ablations.space import SpaceError, grid_points, leaf_fields, parse_space
 from ablations.tracking import logger_callbacks, quiet_tune_loggers, worker_env
-from memkit import (ContextKVLMSpec, MemoryAttentionSpec, MemoryBuilder, MemoryLMSpec, MemoryStoreSpec, TextDataSpec,
-                    TrainSpec)
+from memkit import (
+    ContextKVLMSpec,
+    MemoryAttentionSpec,
+    MemoryBuilder,
+    MemoryLMSpec,
+    MemoryStoreSpec,
+    TextDataSpec,
+    TrainSpec,
+)
 from memkit.cli import evaluate as evaluate_cli
 from memkit.cli import generate as generate_cli
 from memkit.cli import run
