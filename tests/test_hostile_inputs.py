@@ -409,3 +409,38 @@ def test_fuzz_grid_flags_are_accepted_or_one_line_and_ray_never_starts(tmp_path_
     except grid_cli.UsageError as e:
         assert "\n" not in str(e)
     assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
+TOY = '''
+from pydantic import Field
+from memkit.spec import Spec
+
+class Toy(Spec):
+    x: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0)
+
+SPEC, PRESETS, ALIASES, METRICS = Toy, {"tiny": Toy}, {"x": "x", "seed": "seed"}, ["val_ppl"]
+
+def run(spec, on_epoch=None, progress=None):
+    for epoch in (1, 2):
+        if on_epoch:
+            on_epoch({"epoch": epoch, "val_acc": 0.5, "val_ppl": 3.0 - epoch, "seconds": 0.0})
+    return {"val_ppl": 1.0 + spec.x, "recall_acc": float("nan")}
+'''
+
+
+@pytest.mark.slow
+def test_wandb_alone_logs_offline_runs_and_no_tensorboard_files(tmp_path):
+    """Without WANDB_MODE the workers' wandb went online, failed in silence and left no run; and Tune's own
+    TensorBoard logger wrote event files whatever --logger said."""
+    recipe = tmp_path / "toy_recipe.py"
+    recipe.write_text(TOY)
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("WANDB_")}
+    done = subprocess.run([sys.executable, "-m", "ablations.grid", "--no-dashboard", "--recipe", str(recipe), "--space",
+                           "x=1,2", "--seeds", "1", "--num-cpus", "2", "--logger", "wandb", "--results",
+                           str(tmp_path / "r")], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [out] = [p for p in (tmp_path / "r").iterdir() if p.is_dir()]
+    assert not list(out.rglob("events.out.tfevents.*"))
+    assert len(list((out / "wandb").glob("offline-run-*"))) == 2 and "warning" not in done.stderr
+    assert "NaN or Inf" not in done.stdout + done.stderr
