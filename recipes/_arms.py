@@ -60,9 +60,9 @@ def memory_use_table(rows: list[dict], key: str) -> str:
     if not any(r.get("ko_read_val_ppl_change_mean") is not None for r in rows):
         return ""
     return side_by_side("Is the memory used? (knock-outs of val PPL, gate, memory share)", rows, key,
-                        [("val PPL", "val_ppl", 1), ("read zeroed", "ko_read_val_ppl_change", "+.1%"),
+                        [("val PPL", "val_ppl", 1), ("read zeroed", "ko_read_val_ppl_change", "+.2%"),
                          ("gate local", "ko_gate_val_ppl_change", "+.1%"), ("gate", "gate_mean", 2),
-                         ("memory share", "mem_share_mean", 2)])
+                         ("memory share", "mem_share_mean", 3)])
 
 
 def mean(r: dict | None, metric: str) -> float | None:

@@ -68,5 +68,5 @@ def test_the_memory_use_table_puts_knock_outs_per_arm_and_is_absent_without_a_me
     text = memory_use_table([used("multi", "as_run", 0.00006, 0.14), used("multi", "careful", 0.047, 0.215)],
                             "design")
     assert "| design | val PPL (as run) | val PPL (careful) | read zeroed (as run) | read zeroed (careful) |" in text
-    assert "| multi | 46.0 | 46.0 | +0.0% | +4.7% | +14.0% | +21.5% | 0.41 | 0.41 | 0.30 | 0.30 |" in text
+    assert "| multi | 46.0 | 46.0 | +0.01% | +4.70% | +14.0% | +21.5% | 0.41 | 0.41 | 0.300 | 0.300 |" in text
     assert memory_use_table([{"design": "x", "arm": "careful", "seeds": 1, "val_ppl_mean": 9.0}], "design") == ""
