@@ -102,7 +102,7 @@ ALIASES = {
 }
 # the grid's table: test recall and perplexity, how long it took, costs
 METRICS = ["recall_acc", "test_ppl", "epochs_to_50", "epochs_to_90", "tokens_to_90", "epochs", "params",
-           "memory_bytes", "sec_per_epoch"]
+           "memory_bytes", "sec_per_epoch", "ko_read_recall_acc_change", "gate_mean"]
 RECALL = ["recall_acc"]  # solve rate and bimodality against the trials' solve_at
 SELECT_BY = "val_acc"  # what a learning-rate sweep chooses on (validation only)
 TEST_SPLIT = True  # the reported figures come from a split no choice saw

@@ -62,7 +62,7 @@ class DesignsSpec(TextTrialSpec):
 ALIASES = {"design": "design", **text_aliases()}
 SPACE = ["design=single,multi,hierarchical", "arm=as_run,careful"]
 METRICS = ["val_ppl", "best_epoch", "rev_reports_backward_ppl", "rev_forward_acc", "rev_reverse_acc", "passkey_mean",
-           "mqar_mean", "memory_bytes", "params", "sec_per_epoch"]
+           "mqar_mean", "memory_bytes", "params", "sec_per_epoch", "ko_read_val_ppl_change", "mem_share_mean"]
 
 
 def tiny() -> DesignsSpec:

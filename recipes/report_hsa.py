@@ -41,7 +41,8 @@ class HSASpec(TextTrialSpec):
 
 ALIASES = text_aliases()
 SPACE = ["landmark=hsa,memory_norm", "arm=as_run,careful"]
-METRICS = ["val_ppl", "best_epoch", "params", "sec_per_epoch", "selection_acc", "mqar_mean"]
+METRICS = ["val_ppl", "best_epoch", "params", "sec_per_epoch", "selection_acc", "mqar_mean", "ko_read_val_ppl_change",
+           "mem_share_mean"]
 
 
 def tiny() -> HSASpec:

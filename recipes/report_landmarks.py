@@ -35,7 +35,8 @@ class LandmarksSpec(TextTrialSpec):
 
 ALIASES = text_aliases()
 SPACE = ["landmark=memory_norm,learned,mean_k", "arm=as_run,careful"]
-METRICS = ["val_ppl", "best_epoch", "params", "selection_acc", "mqar_mean", "sec_per_epoch"]
+METRICS = ["val_ppl", "best_epoch", "params", "selection_acc", "mqar_mean", "sec_per_epoch", "ko_read_val_ppl_change",
+           "mem_share_mean"]
 
 
 def tiny() -> LandmarksSpec:

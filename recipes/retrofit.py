@@ -74,7 +74,8 @@ ALIASES = {
     "gate_lr": "train.gate_lr",
     **DATA_TRAIN_ALIASES,
 }
-METRICS = ["base_val_ppl", "start_val_ppl", "val_ppl", "gate_mean", "epochs", "params", "sec_per_epoch"]
+METRICS = ["base_val_ppl", "start_val_ppl", "val_ppl", "gate_mean", "ko_read_val_ppl_change", "epochs", "params",
+           "sec_per_epoch"]
 
 
 # The gate starts nearly closed here, not at retrofit's −20: Adam's step on the gate logit scales with its
