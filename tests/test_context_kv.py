@@ -163,7 +163,7 @@ def test_recipe_tiny_runs_both_phases_and_grid_keys_parse():
     assert 0 <= out["recall_acc"] <= 1 and out["history_tokens"] == 8 * 4
 
 
-# --- report 004's system, by name (DESIGN.md, last section) ---
+# --- report 004's system, by name (docs/design.md, the reports' options) ---
 
 @given(T=st.integers(1, 8), ffn=st.sampled_from(["mlp", "one_linear"]), seed=st.integers(0, 1000))
 def test_the_parallel_iteration_reaches_the_recurrence_in_T_steps(T, ffn, seed):

@@ -1,4 +1,4 @@
-"""The reports' code choices (DESIGN.md, last section) as named options; defaults are the careful ones."""
+"""The reports' code choices (docs/design.md, the reports' options) as named options; defaults are the careful ones."""
 
 import math
 
@@ -101,7 +101,7 @@ def test_one_group_decays_every_parameter_at_one_learning_rate():
     assert {id(p) for p in group["params"]} == {id(p) for p in layer.parameters()}  # gate and biases included
 
 def test_the_reports_multi_memory_layer_equals_a_loop_written_from_design_md():
-    """The reports' layer as DESIGN.md's last section describes it, over three calls: no segments (a call is
+    """The reports' layer as docs/design.md's last section describes it, over three calls: no segments (a call is
     one segment), causal linear local attention with the denominator clamped at 1e-6, no biases, one memory
     per head shared by the batch, read before it is written once per call (delta rule on the pre-call state,
     summed over batch and time, M / (B·T), z / B), round robin over 2 memories, selection σ(Q)·z unscaled

@@ -3,8 +3,8 @@
 Embeddings e feed the ``ContextBlock``; x = e + ContextKV(LN(e), contexts). Then the ``body``:
 - ``neox`` (default): a GPT-NeoX whose plain layers each see one ``window`` of tokens, so the contexts
   are the only path further back;
-- ``kv_only``: report 004's model, which had no attention between tokens at all (DESIGN.md, last
-  section): x + FFN(LN x), FFN D→4D→D with GELU, and logits from the embedding matrix (tied). The FFN,
+- ``kv_only``: report 004's model, which had no attention between tokens at all (docs/design.md, the
+  reports' options): x + FFN(LN x), FFN D→4D→D with GELU, and logits from the embedding matrix (tied). The FFN,
   its LayerNorm and the tied head are read off the report's parameter counts, which this reproduces
   exactly (45,163,264 in all and 6,301,440 trainable in Phase 2 at vocab 50,257, D 768, C 256, 8 heads).
 ``embeddings="frozen"`` keeps the token embeddings fixed (the reports': GPT-2's, frozen); give
@@ -193,7 +193,7 @@ class ContextKVLMSpec(Spec):
     rotary_pct: float = Field(0.25, ge=0, le=1)
     window: int = Field(0, ge=0, description="tokens each plain layer sees (0 = all)")
     context: ContextKVCacheSpec = Field(default_factory=ContextKVCacheSpec)
-    # report 004's choices, by name (DESIGN.md, last section); the defaults are memkit's
+    # report 004's choices, by name (docs/design.md, the reports' options); the defaults are memkit's
     body: Literal["neox", "kv_only"] = Field(
         "neox", description="GPT-NeoX layers after the context path; or none: no attention between tokens (004)")
     embeddings: Literal["trained", "frozen"] = Field("trained", description="token embeddings trained or frozen (004)")

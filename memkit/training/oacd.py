@@ -9,7 +9,7 @@ change below ``tol`` since the last iteration) reaches ``threshold``, or ``max_i
 Memory is bounded: contexts are computed per batch and for a fixed probe subset, never cached for
 the whole data set (the reports cached 2.4 GB at 500 samples). Phase 2 freezes the block.
 
-``phase1="parallel_fixed_point"`` is report 004's Phase 1 as its code ran it (DESIGN.md, last section):
+``phase1="parallel_fixed_point"`` is report 004's Phase 1 as its code ran it (docs/design.md, the reports' options):
 iteration 0 is a random start (no step); each iteration recomputes every token's context at once from
 the previous iteration's contexts shifted by one, plus N(0, ``noise``²) noise
 (``ContextBlock.parallel``), over the training tokens joined into one stream; the OACD loss on chunks

@@ -68,7 +68,7 @@ def test_memory_reaches_across_segments_only_through_state(cfg, seed):
 
 @given(seed=st.integers(0, 10_000), update=st.sampled_from(["linear", "delta"]))
 def test_one_memory_matches_reference_computation(seed, update):
-    """The layer's output equals a plain segment loop written from DESIGN.md."""
+    """The layer's output equals a plain segment loop written from docs/design.md."""
     from memkit.ops.naive import naive_causal_softmax, naive_read, naive_write
 
     layer, x = layer_and_input({"segment_len": 3, "update": update}, seed, T=9, B=1)

@@ -1,4 +1,4 @@
-"""Laws of the compressive memory (DESIGN.md), pinned with hypothesis."""
+"""Laws of the compressive memory (docs/design.md), pinned with hypothesis."""
 
 import torch
 from hypothesis import given

@@ -7,7 +7,7 @@ Each fact joins a made-up name to a made-up description:
 directions, so the model sees the reverse form and the test measures the curse, not the format.
 Training text repeats every trained sentence ``repeats`` times, shuffled.
 
-``kind="reports_triples"``: the seed reports' form (DESIGN.md, last section): 33 "{subject}
+``kind="reports_triples"``: the seed reports' form: 33 "{subject}
 {relation} {object}." sentences (capitals, inventors, authors, discoveries, founders, invented facts),
 trained forward; the reverse sentence is "{object} {reverse relation} {subject}.". The reports' own 33
 are not in the seeds: these are ours, of the same kinds. ``eval_order="forward_then_backward"`` scores
