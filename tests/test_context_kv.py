@@ -232,12 +232,13 @@ def test_parallel_contexts_in_phase_2_iterate_from_a_random_start():
 
 
 def test_cache_attention_dropout_only_in_training():
-    layer = cache(dropout=0.5)
+    layer, plain = cache(dropout=0.5), cache(dropout=0.0)
+    plain.load_state_dict(layer.state_dict())  # the same weights, no dropout: the reference
     x, c = torch.randn(1, 9, 8, dtype=torch.float64), torch.randn(1, 9, 6, dtype=torch.float64)
     layer.eval()
-    torch.testing.assert_close(layer(x, c), layer(x, c))
+    torch.testing.assert_close(layer(x, c), plain.eval()(x, c), rtol=0, atol=0)  # off in evaluation
     layer.train()
-    assert not torch.allclose(layer(x, c), layer(x, c))
+    assert not torch.allclose(layer(x, c), plain(x, c)) and not torch.allclose(layer(x, c), layer(x, c))
 
 
 def test_reports_phase1_iterates_the_whole_stream_in_parallel_and_stops_by_their_rules():

@@ -103,12 +103,15 @@ def test_zero_memories_is_the_plain_model_with_the_same_window():
 def test_dropout_settings_reach_the_model():
     model = small(hidden_dropout=0.25, attention_dropout=0.5).build()
     assert model.hf.config.hidden_dropout == 0.25 and model.hf.config.attention_dropout == 0.5
+    plain = small().build()
+    plain.load_state_dict(model.state_dict())  # the same weights, no dropout: the reference
     torch.manual_seed(0)
     x = torch.randint(0, 40, (1, 8))
     model.train()
     assert not torch.equal(model(x)[0], model(x)[0])  # dropout is on in training
+    assert not torch.allclose(model(x)[0], plain.train()(x)[0])
     model.eval()
-    assert torch.equal(model(x)[0], model(x)[0])
+    assert torch.equal(model(x)[0], plain.eval()(x)[0])  # and off in evaluation
 
 
 def test_a_plain_full_window_model_is_transformers_gpt_neox():

@@ -74,13 +74,15 @@ def test_gates_get_their_own_learning_rate_and_no_decay():
 
 
 def test_seed_makes_runs_repeatable():
-    def once():
+    def once(seed=0):
         torch.manual_seed(123)  # init differs per call otherwise
         model = Bigram(5)
-        train(model, shift_data(32), shift_data(8, seed=1), TrainSpec(lr=0.1, max_epochs=2, batch_size=8), progress=False)
+        train(model, shift_data(32), shift_data(8, seed=1), TrainSpec(lr=0.1, max_epochs=2, batch_size=8, seed=seed),
+              progress=False)
         return model.table.weight.detach().clone()
 
     assert torch.equal(once(), once())
+    assert not torch.equal(once(), once(seed=1))  # another seed: another data order, other weights
 
 
 class Scripted(nn.Module):
