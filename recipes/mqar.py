@@ -62,7 +62,8 @@ def preset(seq_len: int, pairs: int) -> MQARSpec:
 
 
 def tiny() -> MQARSpec:
-    """64 tokens, 4 pairs, width 64: about a minute a trial on one CPU core."""
+    """64 tokens, 4 pairs, width 64. On 2 idle CPU cores an epoch trains in 2 s and the test evaluation with its
+    knock-outs takes about 12 s, so a trial takes 1-4 minutes (the 64-epoch cap)."""
     return preset(64, 4)
 
 
