@@ -58,6 +58,59 @@ def warp(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: flo
     return out
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """How ``generate`` picks its tokens: transformers' argument names and defaults, checked once."""
+
+    max_new_tokens: int | None = None
+    max_length: int | None = None
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int | None = 50
+    top_p: float = 1.0
+    eos_token_id: int | list[int] | None = None
+    pad_token_id: int | None = None
+    return_dict_in_generate: bool = False
+    output_logits: bool = False
+    output_scores: bool = False
+
+    @classmethod
+    def of(cls, options: dict) -> "Decoding":
+        unknown = sorted(set(options) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise TypeError(f"generate: unknown argument(s) {', '.join(unknown)}; it takes input_ids, attention_mask, "
+                            f"state and {', '.join(cls.__dataclass_fields__)}")
+        decoding = cls(**options)
+        bad = sampling_errors(decoding.temperature, decoding.top_k, decoding.top_p) if decoding.do_sample else []
+        if bad:
+            raise ValueError("generate: sampling needs " + "; ".join(f"{allowed} (got {name}={value})"
+                                                                     for name, value, allowed in bad))
+        return decoding
+
+    def new_tokens(self, prompt: int) -> int:
+        """Tokens to generate after a prompt of ``prompt`` tokens (default 20)."""
+        steps = self.max_new_tokens
+        if steps is None:
+            steps = self.max_length - prompt if self.max_length is not None else 20
+        if steps < 1 or prompt < 1:
+            raise ValueError(f"generate: needs a prompt and max_new_tokens >= 1 (got {prompt} prompt tokens, "
+                             f"max_new_tokens={steps})")
+        return steps
+
+    def stops(self, model_eos: int | None, device) -> torch.Tensor:
+        """The ids that end a row: ``eos_token_id``, else the model's end-of-document id, else none."""
+        eos = self.eos_token_id if self.eos_token_id is not None else model_eos
+        ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        return torch.tensor(ids, dtype=torch.long, device=device)
+
+    def pick(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B,V] -> (the processed scores [B,V], the next token [B]): greedy, or sampled from the warped scores."""
+        if not self.do_sample:
+            return logits, logits.argmax(-1)
+        scores = warp(logits, self.temperature, self.top_k, self.top_p)
+        return scores, torch.multinomial(scores.float().softmax(-1), 1)[:, 0]
+
+
 class GenerateMixin:
     """``generate`` for a model whose ``forward(ids, state)`` unpacks as (logits, state) and streams exactly. The
     model says how long a stream may be (``max_stream_tokens``: None for no limit) and whether its end-of-document
@@ -68,46 +121,32 @@ class GenerateMixin:
         return None
 
     @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, max_new_tokens: int | None = None, do_sample: bool = False,
-                 temperature: float = 1.0, top_k: int | None = 50, top_p: float = 1.0,
-                 eos_token_id: int | list[int] | None = None, pad_token_id: int | None = None,
-                 return_dict_in_generate: bool = False, output_logits: bool = False, output_scores: bool = False,
-                 max_length: int | None = None, attention_mask: torch.Tensor | None = None, state=None):
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, state=None, **options):
         """input_ids [B,P] (unpadded, equal lengths) -> sequences [B,P+n], or a ``GenerateOutput``.
 
-        ``max_new_tokens`` (or ``max_length``, prompt included; default 20 new tokens); ``eos_token_id`` stops a
-        row (default: the model's end-of-document id); ``state`` starts from a given state (e.g. pre-built
-        memories). Sampling draws from torch's global generator (``torch.manual_seed``)."""
+        ``options`` are transformers' (``Decoding``): ``max_new_tokens`` (or ``max_length``, prompt included;
+        default 20 new tokens), ``do_sample`` with ``temperature``/``top_k``/``top_p``, ``eos_token_id`` (stops a
+        row; default: the model's end-of-document id), ``pad_token_id``, ``return_dict_in_generate``,
+        ``output_logits``, ``output_scores``. ``state`` starts from a given state (e.g. pre-built memories).
+        Sampling draws from torch's global generator (``torch.manual_seed``)."""
         self.check_plain_input(attention_mask)
+        decoding = Decoding.of(options)
         B, P = input_ids.shape
-        if max_new_tokens is None:
-            max_new_tokens = max_length - P if max_length is not None else 20
-        if max_new_tokens < 1 or P < 1:
-            raise ValueError(f"generate: needs a prompt and max_new_tokens >= 1 (got {P} prompt tokens, "
-                             f"max_new_tokens={max_new_tokens})")
-        bad = sampling_errors(temperature, top_k, top_p) if do_sample else []
-        if bad:
-            raise ValueError("generate: sampling needs " + "; ".join(f"{allowed} (got {name}={value})"
-                                                                     for name, value, allowed in bad))
-        self._check_length(P, max_new_tokens)
-        if eos_token_id is None:
-            eos_token_id = self.eos_token_id
-        stops = torch.tensor([] if eos_token_id is None else [eos_token_id] if isinstance(eos_token_id, int)
-                             else list(eos_token_id), dtype=torch.long, device=input_ids.device)
-        if pad_token_id is None:
-            pad_token_id = int(stops[0]) if len(stops) else 0
+        steps = decoding.new_tokens(P)
+        self._check_length(P, steps)
+        stops = decoding.stops(self.eos_token_id, input_ids.device)
+        pad = decoding.pad_token_id if decoding.pad_token_id is not None else int(stops[0]) if len(stops) else 0
         was = self.training
         self.eval()
         try:
-            tokens, raw, processed, state = self._decode(input_ids, state, max_new_tokens, do_sample, temperature,
-                                                         top_k, top_p, stops, pad_token_id)
+            tokens, raw, processed, state = self._decode(input_ids, state, steps, decoding, stops, pad)
         finally:
             self.train(was)
         sequences = torch.cat([input_ids, *tokens], dim=1)
-        if not return_dict_in_generate:
+        if not decoding.return_dict_in_generate:
             return sequences
-        return GenerateOutput(sequences=sequences, scores=tuple(processed) if output_scores else None,
-                              logits=tuple(raw) if output_logits else None, state=state)
+        return GenerateOutput(sequences=sequences, scores=tuple(processed) if decoding.output_scores else None,
+                              logits=tuple(raw) if decoding.output_logits else None, state=state)
 
     def _check_length(self, prompt: int, new: int) -> None:
         limit = self.max_stream_tokens  # a prompt longer than the limit: the model's forward says so
@@ -115,7 +154,7 @@ class GenerateMixin:
             raise InputTooLong(f"max_new_tokens: the prompt ({prompt}) and {new} new tokens pass max_position_embeddings "
                                f"({limit}) in full-window mode; ask for at most {limit - prompt + 1} new tokens")
 
-    def _decode(self, ids, state, steps, do_sample, temperature, top_k, top_p, stops, pad):
+    def _decode(self, ids, state, steps: int, decoding: "Decoding", stops: torch.Tensor, pad: int):
         B = ids.shape[0]
         logits, state = self(ids, state)
         last = logits[:, -1]
@@ -126,8 +165,7 @@ class GenerateMixin:
         for step in range(steps):
             step_logits = last.new_zeros(B, last.shape[-1])
             step_logits[alive] = last
-            scores = warp(step_logits, temperature, top_k, top_p) if do_sample else step_logits
-            nxt = torch.multinomial(scores.float().softmax(-1), 1)[:, 0] if do_sample else scores.argmax(-1)
+            scores, nxt = decoding.pick(step_logits)
             nxt = nxt.masked_fill(finished, pad)
             tokens.append(nxt[:, None])
             raw.append(step_logits)
