@@ -17,19 +17,6 @@ from ablations.trial import run_point
 from memkit.models.checkpoint import save_model
 from memkit.training.trainer import EpochHook
 
-WORDS = {
-    "psalms": "the lord is my shepherd I shall not want he maketh me to lie down in green pastures",
-    "code": "def main(argv): return parse(argv) if argv else None # a function that parses its arguments",
-}
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    for name, text in WORDS.items():
-        (root / f"{name}.txt").write_text("\n\n".join(f"{i}: {text}" for i in range(120)))
-    return f"{root}/psalms.txt,{root}/code.txt"
-
 
 class KeepBest(EpochHook):
     """What the grid's Tune hook does with a trial's model, without Ray: the best epoch's weights and whatever the

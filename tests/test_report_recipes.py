@@ -7,19 +7,6 @@ import pytest
 
 from recipes import report_context_kv, report_designs, report_hsa, report_landmarks
 
-WORDS = {
-    "psalms": "the lord is my shepherd I shall not want he maketh me to lie down in green pastures",
-    "code": "def main(argv): return parse(argv) if argv else None # a function that parses its arguments",
-}
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    for name, text in WORDS.items():
-        (root / f"{name}.txt").write_text("\n\n".join(f"{i}: {text}" for i in range(120)))
-    return f"{root}/psalms.txt,{root}/code.txt"
-
 
 def shrink(spec, corpus, tmp_path, **extra):
     data = dict(source=corpus, num_train=48, num_val=8, max_chars=20_000,

@@ -15,11 +15,11 @@ from __future__ import annotations
 import torch
 from pydantic import Field, model_validator
 
-from memkit.eval.tasks.recall import IGNORE, stream
+from memkit.eval.tasks.recall import IGNORE, SeededSplits
 from memkit.spec import Spec
 
 
-class MQARTask(Spec):
+class MQARTask(SeededSplits, Spec):
     """Config and generator of zoology-style MQAR. ``generate(n, seed) -> (ids [n,T], targets [n,T])``."""
 
     vocab_size: int = Field(8192, ge=8, description="token ids: keys in [1, V/2), values in [V/2, V)")
@@ -61,14 +61,3 @@ class MQARTask(Spec):
         targets = torch.full((n, T), IGNORE, dtype=torch.long)
         targets.scatter_(1, where, values)  # at the query key, predict its value
         return ids, targets
-
-    def splits(self, seed: int = 0):
-        """(train, val) tensors; each split has a generator stream of its own."""
-        return self.generate(self.num_train, stream(seed, "train")), self.generate(self.num_val, stream(seed, "val"))
-
-    def test_split(self, seed: int = 0):
-        return self.generate(self.num_test, stream(seed, "test"))
-
-    def train_epoch(self, seed: int, epoch: int):
-        """Fresh training samples for ``epoch`` (1 = those of ``splits``)."""
-        return self.generate(self.num_train, stream(seed, "train", epoch))

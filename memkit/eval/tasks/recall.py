@@ -22,7 +22,24 @@ from memkit.spec import Spec
 IGNORE = -100
 
 
-class RecallTask(Spec):
+class SeededSplits:
+    """Train, val and test draws of a synthetic task from ``generate(n, seed)``, each split a generator stream of
+    its own (``stream``); ``num_train``, ``num_val``, ``num_test`` say how many."""
+
+    def splits(self, seed: int = 0):
+        """(train, val) tensors; val uses a different seed stream from train."""
+        return self.generate(self.num_train, stream(seed, "train")), self.generate(self.num_val, stream(seed, "val"))
+
+    def test_split(self, seed: int = 0):
+        """Test tensors: a stream of their own, never drawn for training or validation."""
+        return self.generate(self.num_test, stream(seed, "test"))
+
+    def train_epoch(self, seed: int, epoch: int):
+        """Fresh training samples for ``epoch`` (1 = those of ``splits``): ``num_train`` new draws."""
+        return self.generate(self.num_train, stream(seed, "train", epoch))
+
+
+class RecallTask(SeededSplits, Spec):
     """Config and generator of the recall task (the config lives beside its generator)."""
 
     segment_len: int = Field(16, ge=2, description="tokens per segment (even)")
@@ -87,18 +104,6 @@ class RecallTask(Spec):
             targets[:, start : start + L : 2] = qv  # at the key, predict its value
             distance[:, start : start + L : 2] = W + s - pick // P
         return ids, targets, distance
-
-    def splits(self, seed: int = 0):
-        """(train, val) tensors; val uses a different seed stream from train."""
-        return self.generate(self.num_train, stream(seed, "train")), self.generate(self.num_val, stream(seed, "val"))
-
-    def test_split(self, seed: int = 0):
-        """Test tensors: a stream of their own, never drawn for training or validation."""
-        return self.generate(self.num_test, stream(seed, "test"))
-
-    def train_epoch(self, seed: int, epoch: int):
-        """Fresh training samples for ``epoch`` (1 = those of ``splits``): ``num_train`` new draws."""
-        return self.generate(self.num_train, stream(seed, "train", epoch))
 
 
 def stream(seed: int, split: str, epoch: int = 1) -> int:
