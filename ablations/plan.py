@@ -104,11 +104,10 @@ def check_recipe(name: str) -> Recipe:
         available = sorted(p.stem for p in RECIPES.glob("*.py") if not p.stem.startswith("_"))
         raise UsageError(f"unknown --recipe {name!r}; available: {', '.join(available)} (or a path to a .py file)")
     module = load_recipe(name)
-    if not isinstance(getattr(module, "RECIPE", None), Recipe):  # a file written before Recipe
-        missing = [a for a in ("SPEC", "PRESETS", "ALIASES", "run") if not hasattr(module, a)]
-        if missing:
-            raise UsageError(f"--recipe {name!r} lacks {', '.join(missing)} (see CONTRIBUTING.md, 'Add a recipe')")
-    return Recipe.from_module(module)
+    try:
+        return Recipe.from_module(module)
+    except AttributeError as e:  # neither a RECIPE nor the older module-level names
+        raise UsageError(f"--recipe {name!r} {e}") from None
 
 
 def check_writable(folder: str, flag: str) -> None:

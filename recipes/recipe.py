@@ -77,8 +77,8 @@ class Recipe:
             return found
         missing = [n for n in ("SPEC", "PRESETS", "ALIASES", "run") if not hasattr(module, n)]
         if missing:
-            raise AttributeError(f"recipe {module.__name__}: define RECIPE = Recipe(...) (recipes/recipe.py); "
-                                 f"it has neither RECIPE nor {', '.join(missing)}")
+            raise AttributeError(f"lacks RECIPE = Recipe(...) (recipes/recipe.py) and, written the older way, "
+                                 f"{', '.join(missing)} (see CONTRIBUTING.md, 'Add a recipe')")
         optional = {"metrics": "METRICS", "recall": "RECALL", "select_by": "SELECT_BY", "test_split": "TEST_SPLIT",
                     "space": "SPACE", "seeds": "SEEDS", "report": "report", "preflight": "preflight"}
         given = {k: getattr(module, name) for k, name in optional.items() if hasattr(module, name)}
