@@ -1,8 +1,9 @@
 """Recipe: MQAR as the field measures it (zoology's multi-query associative recall), any design in the memory place.
 
 Run one trial:   python -m recipes.mqar --preset tiny
-Compare designs: python -m ablations.grid --recipe mqar --space layer=infini,sliding_window,deltanet,gated_deltanet \\
-                     --space memories=1,4 --match-params layer=infini --lr-sweep 3e-4,1e-3,3e-3
+Compare designs: python -m ablations.grid --recipe mqar \\
+                     --space design=single,multi,hierarchical,sliding_window,deltanet,gated_deltanet \\
+                     --match-params design=single --lr-sweep 3e-4,1e-3,3e-3
 Curves:          python -m ablations.grid --recipe mqar --space layer=infini,deltanet --space width=64,128,256 \\
                      --plot width
 
@@ -25,6 +26,7 @@ from pydantic import Field, model_validator
 
 from memkit.eval.memory_use import memory_use_figures, with_gates
 from memkit.eval.tasks.mqar import MQARTask
+from memkit.models.designs import NamedDesign, named_design
 from memkit.models.memory_lm import MemoryLMSpec
 from memkit.spec import Spec
 from memkit.training.trainer import TrainSpec, evaluate, train
@@ -34,11 +36,13 @@ from recipes.recipe import Recipe
 
 class MQARSpec(Spec):
     """Model, task and training of one MQAR trial; the model's vocabulary is the task's, and its memory segments
-    (the plain layers' window) are ``segment_len`` tokens."""
+    (the plain layers' window) are ``segment_len`` tokens. ``design``, when set, puts a named design in the memory
+    place (``memkit.models.designs.named_design``: single, multi, hierarchical or a baseline)."""
 
     model: MemoryLMSpec = Field(default_factory=MemoryLMSpec)
     task: MQARTask = Field(default_factory=MQARTask)
     train: TrainSpec = Field(default_factory=TrainSpec)
+    design: NamedDesign | None = Field(None, description="a named design in the memory place (sets model fields)")
 
     @model_validator(mode="before")
     @classmethod
@@ -46,6 +50,8 @@ class MQARSpec(Spec):
         if isinstance(data, dict):
             model, task = as_dict(data.get("model")), as_dict(data.get("task"))
             model["vocab_size"] = task.get("vocab_size", MQARTask.model_fields["vocab_size"].default)
+            if data.get("design") is not None:
+                model = named_design(model, data["design"])
             data = {**data, "model": model}
         return data
 
@@ -70,6 +76,7 @@ def tiny() -> MQARSpec:
 PRESETS: dict[str, Callable[[], MQARSpec]] = {"tiny": tiny, "mid": lambda: preset(128, 8), "long": lambda: preset(256, 16)}
 SPEC = MQARSpec
 ALIASES = {
+    "design": "design",  # single, multi, hierarchical, sliding_window, full_attention, deltanet, gated_deltanet
     "layer": "model.design.name",
     "memories": "model.memory.num_memories",
     "gate": "model.memory.hierarchy",

@@ -10,7 +10,7 @@ for that context). The layers' width and heads are the model's and the attention
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field
 from torch import nn
@@ -29,6 +29,33 @@ class DesignSpec(Spec):
                                             description="deltanet, gated_deltanet: the layer's settings")
     attention: WindowAttentionSpec = Field(default_factory=WindowAttentionSpec, description="sliding_window: "
                                            "its window (None: the memory's segment_len); full_attention: unused")
+
+
+# Designs by the name a comparison uses: the memory layer's three shapes, and the baselines
+NamedDesign = Literal["single", "multi", "hierarchical", "sliding_window", "full_attention", "deltanet",
+                      "gated_deltanet"]
+NAMED_DESIGNS: tuple[str, ...] = get_args(NamedDesign)
+
+
+def named_design(model: dict, design: str) -> dict:
+    """A ``MemoryLMSpec``'s fields (as a dict) with ``design`` in its memory place: ``single`` is the memory layer
+    with one memory; ``multi`` with ``memory.num_memories`` memories (4 where the model sets one);
+    ``hierarchical`` is multi with the soft expansion gate (or the model's ``hierarchy`` where set); any other
+    name is that baseline (``design.name``), the memory fields left as they are (a baseline never reads them)."""
+    if design not in NAMED_DESIGNS:
+        raise ValueError(f"design: unknown {design!r}; one of {', '.join(NAMED_DESIGNS)}")
+    as_dict = lambda v: v.model_dump() if isinstance(v, Spec) else dict(v or {})  # noqa: E731
+    model = as_dict(model)
+    layer = {**as_dict(model.get("design")), "name": design if design not in ("single", "multi", "hierarchical")
+             else "infini"}
+    memory = as_dict(model.get("memory"))
+    if design == "single":
+        memory["num_memories"] = 1
+    elif design in ("multi", "hierarchical"):
+        memory["num_memories"] = memory.get("num_memories", 1) if memory.get("num_memories", 1) > 1 else 4
+        if design == "hierarchical" and memory.get("hierarchy", "none") == "none":
+            memory["hierarchy"] = "soft"
+    return {**model, "design": layer, "memory": memory}
 
 
 def derive_design_shape(data: dict, hidden_size: int, num_heads: int, rotary_pct: float, rotary_base: float) -> dict:
