@@ -15,6 +15,17 @@ def as_dict(v) -> dict:
     return v.model_dump() if isinstance(v, Spec) else dict(v or {})
 
 
+def model_for_task(data: dict, vocab_size: int) -> dict:
+    """A synthetic-task recipe's fields (before validation) with the model's vocabulary the task's and, where
+    ``design`` names one, that design in the memory place (``memkit.models.designs.named_design``)."""
+    from memkit.models.designs import named_design
+
+    model = {**as_dict(data.get("model")), "vocab_size": vocab_size}
+    if data.get("design") is not None:
+        model = named_design(model, data["design"])
+    return {**data, "model": model}
+
+
 def training_figures(model, result, solve_at: float | None = None, chance: float = 0.0) -> dict:
     """What every recipe reports of a training run (``memkit.train.TrainResult``): best epoch, epochs,
     how it ended (``stop``; ``capped``: at max_epochs, still improving), epochs and training tokens

@@ -26,11 +26,11 @@ from pydantic import Field, model_validator
 
 from memkit.eval.memory_use import memory_use_figures, with_gates
 from memkit.eval.tasks.mqar import MQARTask
-from memkit.models.designs import NamedDesign, named_design
+from memkit.models.designs import NamedDesign
 from memkit.models.memory_lm import MemoryLMSpec
 from memkit.spec import Spec
 from memkit.training.trainer import TrainSpec, evaluate, train
-from recipes._shared import as_dict, keep_task, training_figures
+from recipes._shared import as_dict, keep_task, model_for_task, training_figures
 from recipes.recipe import Recipe
 
 
@@ -48,11 +48,8 @@ class MQARSpec(Spec):
     @classmethod
     def _vocab(cls, data):
         if isinstance(data, dict):
-            model, task = as_dict(data.get("model")), as_dict(data.get("task"))
-            model["vocab_size"] = task.get("vocab_size", MQARTask.model_fields["vocab_size"].default)
-            if data.get("design") is not None:
-                model = named_design(model, data["design"])
-            data = {**data, "model": model}
+            task = as_dict(data.get("task"))
+            data = model_for_task(data, task.get("vocab_size", MQARTask.model_fields["vocab_size"].default))
         return data
 
 

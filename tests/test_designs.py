@@ -83,3 +83,42 @@ def test_a_saved_baseline_model_loads_with_its_design(tmp_path):
     ids = torch.randint(1, V, (2, 10))
     assert isinstance(loaded.memory, DeltaNetAttention) and loaded.memory.conv_size == 2 and loaded.memory.gated
     torch.testing.assert_close(loaded(ids)[0], lm(ids)[0])
+
+
+# --- designs by name (a comparison's one axis: --space design=...) ---
+
+from memkit.blocks.attention import MemoryAttention  # noqa: E402
+from memkit.models.designs import NAMED_DESIGNS, named_design  # noqa: E402
+
+SMALL = dict(vocab_size=V, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
+             max_position_embeddings=64, local_window="segment", memory=dict(segment_len=4))
+
+
+@pytest.mark.parametrize("name,layer_type,memories,hierarchy", [
+    ("single", MemoryAttention, 1, "none"), ("multi", MemoryAttention, 4, "none"),
+    ("hierarchical", MemoryAttention, 4, "soft"), ("deltanet", DeltaNetAttention, None, None),
+    ("gated_deltanet", DeltaNetAttention, None, None), ("sliding_window", WindowAttention, None, None),
+    ("full_attention", WindowAttention, None, None)])
+def test_a_named_design_builds_its_layer(name, layer_type, memories, hierarchy):
+    lm = MemoryLMSpec.create(**named_design(SMALL, name)).build()
+    assert type(lm.memory) is layer_type
+    if memories is not None:
+        memory = MemoryLMSpec.create(**named_design(SMALL, name)).memory
+        assert (memory.num_memories, memory.hierarchy) == (memories, hierarchy)
+    if name == "gated_deltanet":
+        assert lm.memory.gated
+    if name == "deltanet":
+        assert not lm.memory.gated
+    if name in ("sliding_window", "full_attention"):
+        assert lm.memory.window == (4 if name == "sliding_window" else 64)
+
+
+def test_a_named_design_keeps_the_models_own_memory_count_and_gate():
+    eight = {**SMALL, "memory": dict(segment_len=4, num_memories=8, hierarchy="hard")}
+    spec = MemoryLMSpec.create(**named_design(eight, "hierarchical"))
+    assert (spec.memory.num_memories, spec.memory.hierarchy) == (8, "hard")
+    assert MemoryLMSpec.create(**named_design({**SMALL, "memory": dict(segment_len=4, num_memories=8)},
+                                              "multi")).memory.num_memories == 8
+    with pytest.raises(ValueError, match="design: unknown 'rwkv'; one of single, multi"):
+        named_design(SMALL, "rwkv")
+    assert set(NAMED_DESIGNS) == {"single", "multi", "hierarchical", *BASELINES}

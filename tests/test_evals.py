@@ -172,6 +172,20 @@ def test_passkey_solver_scores_everything_and_a_blind_model_nothing():
     assert max(accuracy_by_depth(blind, task).values()) < 0.2
 
 
+def test_passkey_test_samples_are_drawn_apart_from_validation_and_training():
+    task = PasskeyTask(seq_len=48, digits=5, filler_len=7, num_train=64, num_val=32, depths=[0.0, 1.0])
+    train, _ = task.splits(seed=3)
+    assert torch.equal(task.train_epoch(3, 1)[0], train[0])  # epoch 1 is the split's draw; later ones are fresh
+    assert not torch.equal(task.train_epoch(3, 2)[0], train[0])
+    val, test = task.val_by_depth(3), task.test_by_depth(3)
+    for d in task.depths:
+        keys = lambda ids: {tuple(r) for r in ids[:, -5:].tolist()}  # noqa: E731 (the answer: the key's digits)
+        assert not torch.equal(val[d][0], test[d][0])
+        assert len(keys(val[d][0]) & keys(test[d][0])) <= 2  # 10^5 keys: a shared one is chance
+        assert (test[d][0][:, task.needle_start(d)] == task.key_id).all()  # at its depth
+    assert accuracy_by_depth(passkey_solver(task), task, split="test") == {0.0: 1.0, 1.0: 1.0}
+
+
 def test_passkey_rejects_a_depth_outside_0_1():
     from memkit.spec import SpecError
 

@@ -45,3 +45,19 @@ def test_the_grid_matches_parameters_to_the_named_design(tmp_path):
         args = grid.build_parser().parse_args(argv[:-4] + ["--match-params", bad, "--results", str(tmp_path)])
         with pytest.raises(grid.UsageError, match=message):
             grid.check_inputs(args)
+
+
+def test_named_designs_are_one_axis_matched_to_one_reference(tmp_path):
+    """``--space design=...`` (the mqar and passkey recipes): each design is one point, sized against single's."""
+    from ablations import grid
+    from recipes.mqar import tiny as mqar_tiny
+
+    names = ["single", "multi", "hierarchical", "sliding_window", "deltanet", "gated_deltanet"]
+    argv = ["--recipe", "mqar", "--space", "design=" + ",".join(names), "--seeds", "1",
+            "--match-params", "design=single", "--results", str(tmp_path)]
+    points = grid.check_inputs(grid.build_parser().parse_args(argv)).points
+    assert [p["design"] for p in points] == names
+    target = model_params(apply_overrides(mqar_tiny(), points[0]))
+    counts = [model_params(apply_overrides(mqar_tiny(), p)) for p in points]
+    assert counts[names.index("gated_deltanet")] != model_params(apply_overrides(mqar_tiny(), {"design": "gated_deltanet"}))
+    assert all(abs(n - target) <= 0.02 * target for n in counts), counts

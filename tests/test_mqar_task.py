@@ -47,3 +47,16 @@ def test_the_mqar_recipe_runs_each_design(layer):
     out = run_point("mqar", "tiny", point)
     assert 0 <= out["recall_acc"] <= 1 and out["params"] > 0
     assert ("ko_read_recall_acc" in out) == (layer == "infini")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("design", ["hierarchical", "deltanet"])
+def test_the_passkey_recipe_runs_a_named_design_and_reports_by_depth(design):
+    point = {"design": design, "task.num_train": 32, "task.num_val": 4, "train.max_epochs": 1,
+             "train.min_epochs": 1}
+    out = run_point("passkey", "tiny", point)
+    depths = [f"passkey_{d}" for d in (0, 25, 50, 75, 100)]
+    assert all(0 <= out[k] <= 1 for k in depths)
+    assert out["passkey_mean"] == pytest.approx(sum(out[k] for k in depths) / 5)
+    assert ("ko_read_passkey_mean" in out) == (design == "hierarchical")
+    assert ("read_share_m3" in out) == (design == "hierarchical")  # four memories

@@ -39,8 +39,9 @@ def reversal_figures(model, task: ReversalTask, tokenizer) -> dict[str, float]:
     return {f"rev_{k}": v for k, v in task.evaluate(model, tokenizer).items()}
 
 
-def passkey_figures(model, task: PasskeyTask, seed: int, batch_size: int) -> dict[str, float]:
-    by_depth = accuracy_by_depth(model, task, seed, batch_size)
+def passkey_figures(model, task: PasskeyTask, seed: int, batch_size: int, split: str = "val") -> dict[str, float]:
+    """``passkey_<depth %>`` (exact retrieval at each depth) and ``passkey_mean`` on the ``split`` samples."""
+    by_depth = accuracy_by_depth(model, task, seed, batch_size, split)
     out = {f"passkey_{round(d * 100)}": a for d, a in by_depth.items()}
     out["passkey_mean"] = sum(by_depth.values()) / len(by_depth)
     return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field, field_validator, model_validator
 
+from memkit.eval.tasks.recall import stream
 from memkit.models.inference import batch_logits
 from memkit.spec import Spec
 
@@ -97,6 +98,14 @@ class PasskeyTask(Spec):
         """The validation samples, per depth."""
         return {d: self.generate(self.num_val, seed * 2 + 2 + 1000 * i, d)[:2] for i, d in enumerate(self.depths)}
 
+    def test_by_depth(self, seed: int = 0) -> dict[float, tuple[torch.Tensor, torch.Tensor]]:
+        """``num_val`` test samples per depth, from streams no training epoch or validation draws."""
+        return {d: self.generate(self.num_val, stream(seed, "test", 1 + i), d)[:2] for i, d in enumerate(self.depths)}
+
+    def train_epoch(self, seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fresh training samples for ``epoch`` (1 = those of ``splits``), needles at uniform depths."""
+        return self.generate(self.num_train, stream(seed, "train", epoch))[:2]
+
 
 def retrieved(model, data: tuple[torch.Tensor, torch.Tensor], batch_size: int = 32) -> torch.Tensor:
     """Per sample: every scored target is the model's argmax (bool [n])."""
@@ -104,6 +113,8 @@ def retrieved(model, data: tuple[torch.Tensor, torch.Tensor], batch_size: int = 
                       for logits, y in batch_logits(model, data, batch_size)])
 
 
-def accuracy_by_depth(model, task: PasskeyTask, seed: int = 0, batch_size: int = 32) -> dict[float, float]:
-    """{depth: share of passkeys retrieved exactly}."""
-    return {d: float(retrieved(model, data, batch_size).float().mean()) for d, data in task.val_by_depth(seed).items()}
+def accuracy_by_depth(model, task: PasskeyTask, seed: int = 0, batch_size: int = 32,
+                      split: str = "val") -> dict[float, float]:
+    """{depth: share of passkeys retrieved exactly} on the ``split`` ("val" or "test") samples."""
+    by_depth = task.test_by_depth(seed) if split == "test" else task.val_by_depth(seed)
+    return {d: float(retrieved(model, data, batch_size).float().mean()) for d, data in by_depth.items()}
