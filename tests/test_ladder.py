@@ -53,6 +53,7 @@ def test_the_summary_names_the_choice_that_made_the_difference():
     table = ladder_table(results)
     assert "| +A | 40.10 ± 0.90 | 0.01 ± 0.00 | +0.10 | -10.07 * |" in table
     assert "| careful | 50.17" in table
+    assert "| as run | 40.00 ± 1.00 | 0.01 ± 0.00 |  | -10.17 * |" in table  # an end is not paired with itself
 
 
 def test_the_grid_plans_the_ladder_over_the_recipes_designs_and_seeds(tmp_path):
