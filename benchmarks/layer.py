@@ -1,8 +1,13 @@
-"""Forward+backward time of MemoryAttention variants against GPT-NeoX's own attention layer.
+"""Forward+backward time of MemoryAttention variants and the baseline layers against GPT-NeoX's own attention layer.
 
     python benchmarks/layer.py                      # hidden 512, 8 heads, batch 8, seq 256 and 1024
     python benchmarks/layer.py --seq 256 --batch 4
     python benchmarks/layer.py --seq 256 --only "multi 4 linear"   # the two write strategies alone
+    python benchmarks/layer.py --seq 256 --only baseline            # DeltaNet, Gated DeltaNet, windows
+
+The baselines (``baseline deltanet``, ``baseline gated deltanet``, ``baseline sliding window`` over one segment,
+``baseline full attention``) are memkit's own layers at the same width; ``benchmarks/baselines.py`` adds their
+parameters and state bytes at the recipes' tiny sizes.
 
 Linear writes into memories known in advance can be made one after the other or by one cumulative sum
 (``write_strategy``); "multi 4 linear, loop" and "multi 4 linear, cumulative sum" time both (the default
@@ -20,7 +25,7 @@ import time
 
 import torch
 
-from memkit import MemoryAttentionSpec
+from memkit import DeltaNetAttentionSpec, MemoryAttentionSpec, WindowAttentionSpec
 
 VARIANTS = {
     "single": {},
@@ -34,6 +39,17 @@ VARIANTS = {
     "hier 4 soft": {"num_memories": 4, "hierarchy": "soft"},
     "hier 4 hard": {"num_memories": 4, "hierarchy": "hard"},
 }
+
+
+def baseline_layers(hidden: int, heads: int, segment: int) -> dict:
+    """name -> a baseline layer at this width (the window over one memory segment)."""
+    size = dict(hidden_size=hidden, num_heads=heads)
+    return {
+        "baseline deltanet": DeltaNetAttentionSpec(**size).build(),
+        "baseline gated deltanet": DeltaNetAttentionSpec(**size, gated=True).build(),
+        "baseline sliding window": WindowAttentionSpec(**size, window=segment).build(),
+        "baseline full attention": WindowAttentionSpec(**size).build(),
+    }
 
 
 def plain_layer(hidden: int, heads: int):
@@ -75,6 +91,9 @@ def main(argv=None) -> None:
             layer = MemoryAttentionSpec(hidden_size=args.hidden, num_heads=args.heads, segment_len=args.segment_len,
                                         **{"update": "delta", **extra}).build()
             fns[name] = lambda x, layer=layer: layer(x)[0]
+        for name, layer in baseline_layers(args.hidden, args.heads, args.segment_len).items():
+            if args.only is None or name.startswith(args.only):
+                fns[name] = lambda x, layer=layer: layer(x)[0]
         times = {n: [] for n in fns}
         for rep in range(args.repeats + 1):
             for name, fn in fns.items():
