@@ -88,9 +88,11 @@ ALIASES = {
     "heads": "model.num_heads",
     "seq_len": "task.seq_len",
     "pairs": "task.num_pairs",
+    "vocab": "task.vocab_size",
     "samples": "task.num_train",
     "lr": "train.lr",
     "epochs": "train.max_epochs",
+    "min_epochs": "train.min_epochs",
     "patience": "train.patience",
     "seed": "train.seed",
 }

@@ -94,6 +94,7 @@ ALIASES = {
     "samples": "task.num_train",
     "lr": "train.lr",
     "epochs": "train.max_epochs",
+    "min_epochs": "train.min_epochs",
     "patience": "train.patience",
     "seed": "train.seed",
 }
