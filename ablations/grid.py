@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "those whose names contain one of the comma-separated CHOICES), over the designs of --space (or "
                         "the recipe's) and the seeds; ladder.md")
     p.add_argument("--match-params", metavar="KEY=VALUE", help="size every other design's MLP so its parameter count "
-                   "is within 2%% of the same point's with KEY=VALUE (a --space key and one of its values)")
+                   "is within 2%% of the same point's with KEY=VALUE (KEY a --space key; VALUE any value it can take, run "
+                   "or not)")
     p.add_argument("--results", default="results", help="folder under which the grid's folder is made")
     p.add_argument("--resume", metavar="DIR", help="finish an interrupted grid: rerun only its unfinished trials")
     p.add_argument("--cpus-per-trial", type=int, default=1)

@@ -67,16 +67,30 @@ def match_params(base, points: list[dict], path: str, reference: Any, key: str,
 
 
 def matched_points(given: str, space: list[tuple[str, str, list]], base, points: list[dict]) -> list[dict]:
-    """``--match-params KEY=VALUE``: ``points`` sized to the design KEY=VALUE (KEY a --space key with several
-    values, VALUE one of them)."""
+    """``--match-params KEY=VALUE``: ``points`` sized to the design KEY=VALUE (KEY a --space key; VALUE one of its
+    values, or another value whose point is counted and never run: ``--space design=gated_deltanet
+    --match-params design=single`` sizes a rerun of one design against the reference it was matched to)."""
     key, eq, value = given.partition("=")
-    swept = {k: (p, vs) for k, p, vs in space if len(vs) > 1}
-    if not eq or key not in swept:
-        raise SpaceError(f"--match-params {given!r}: give KEY=VALUE with KEY a --space key of several values; swept "
-                         f"here: {', '.join(swept) or 'none'}")
-    path, values = swept[key]
+    keys = {k: (p, vs) for k, p, vs in space if k != "seed"}
+    if not eq or key not in keys:
+        raise SpaceError(f"--match-params {given!r}: give KEY=VALUE with KEY a --space key; given here: "
+                         f"{', '.join(keys) or 'none'}")
+    path, values = keys[key]
     reference = next((v for v in values if str(v) == value.strip()), None)
     if reference is None:
-        raise SpaceError(f"--match-params {given!r}: {value!r} is not one of {key}'s values "
-                         f"({', '.join(map(str, values))})")
+        reference = _parsed(value.strip())
+        try:
+            apply_overrides(base, {path: reference})
+        except (SpaceError, ValueError) as e:
+            raise SpaceError(f"--match-params {given!r}: {value!r} is not a value {key} can take ({e})") from None
     return match_params(base, points, path, reference, key)
+
+
+def _parsed(text: str):
+    """A value given on the command line: an int or a float where it reads as one, else the text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

@@ -40,8 +40,8 @@ def test_the_grid_matches_parameters_to_the_named_design(tmp_path):
     assert WIDTH not in by["infini"] and WIDTH in by["deltanet"]
     target = model_params(apply_overrides(tiny(), by["infini"]))
     assert abs(model_params(apply_overrides(tiny(), by["deltanet"])) - target) <= 0.02 * target
-    for bad, message in (("width=64", "a --space key of several values; swept here: layer"),
-                         ("layer=rwkv", "'rwkv' is not one of layer's values")):
+    for bad, message in (("width=64", "KEY a --space key; given here: layer, memories"),
+                         ("layer=rwkv", "'rwkv' is not a value layer can take")):
         args = grid.build_parser().parse_args(argv[:-4] + ["--match-params", bad, "--results", str(tmp_path)])
         with pytest.raises(grid.UsageError, match=message):
             grid.check_inputs(args)
@@ -61,3 +61,19 @@ def test_named_designs_are_one_axis_matched_to_one_reference(tmp_path):
     counts = [model_params(apply_overrides(mqar_tiny(), p)) for p in points]
     assert counts[names.index("gated_deltanet")] != model_params(apply_overrides(mqar_tiny(), {"design": "gated_deltanet"}))
     assert all(abs(n - target) <= 0.02 * target for n in counts), counts
+
+
+def test_a_rerun_of_one_design_is_sized_against_a_reference_it_does_not_run(tmp_path):
+    """--space design=gated_deltanet --match-params design=single: the reference is counted, never run, and the
+    rerun gets the MLP the full comparison gave it."""
+    from ablations import grid
+    from recipes.mqar import tiny as mqar_tiny
+
+    def points(*argv):
+        return grid.check_inputs(grid.build_parser().parse_args(
+            ["--recipe", "mqar", "--seeds", "1", "--results", str(tmp_path), *argv])).points
+
+    alone = points("--space", "design=gated_deltanet", "--match-params", "design=single")
+    full = points("--space", "design=single,gated_deltanet", "--match-params", "design=single")
+    assert [p["design"] for p in alone] == ["gated_deltanet"]
+    assert alone[0][WIDTH] == full[1][WIDTH] != mqar_tiny().model.intermediate_size
