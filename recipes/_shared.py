@@ -15,6 +15,31 @@ def as_dict(v) -> dict:
     return v.model_dump() if isinstance(v, Spec) else dict(v or {})
 
 
+# --space keys a synthetic-task recipe (mqar, passkey) shares: the design in the memory place, the model, training
+DESIGN_TASK_ALIASES = {
+    "design": "design",  # single, multi, hierarchical, sliding_window, full_attention, deltanet, gated_deltanet
+    "layer": "model.design.name",
+    "memories": "model.memory.num_memories",
+    "gate": "model.memory.hierarchy",
+    "landmark": "model.memory.landmark",
+    "update": "model.memory.update",
+    "segment_len": "model.memory.segment_len",
+    "window": "model.design.attention.window",
+    "conv": "model.design.deltanet.conv_size",
+    "width": "model.hidden_size",
+    "mlp": "model.intermediate_size",
+    "layers": "model.num_layers",
+    "heads": "model.num_heads",
+    "seq_len": "task.seq_len",
+    "samples": "task.num_train",
+    "lr": "train.lr",
+    "epochs": "train.max_epochs",
+    "min_epochs": "train.min_epochs",
+    "patience": "train.patience",
+    "seed": "train.seed",
+}
+
+
 def model_for_task(data: dict, vocab_size: int) -> dict:
     """A synthetic-task recipe's fields (before validation) with the model's vocabulary the task's and, where
     ``design`` names one, that design in the memory place (``memkit.models.designs.named_design``)."""

@@ -30,7 +30,7 @@ from memkit.models.designs import NamedDesign
 from memkit.models.memory_lm import MemoryLMSpec
 from memkit.spec import Spec
 from memkit.training.trainer import TrainSpec, evaluate, train
-from recipes._shared import as_dict, keep_task, model_for_task, training_figures
+from recipes._shared import DESIGN_TASK_ALIASES, as_dict, keep_task, model_for_task, training_figures
 from recipes.recipe import Recipe
 
 
@@ -72,30 +72,7 @@ def tiny() -> MQARSpec:
 
 PRESETS: dict[str, Callable[[], MQARSpec]] = {"tiny": tiny, "mid": lambda: preset(128, 8), "long": lambda: preset(256, 16)}
 SPEC = MQARSpec
-ALIASES = {
-    "design": "design",  # single, multi, hierarchical, sliding_window, full_attention, deltanet, gated_deltanet
-    "layer": "model.design.name",
-    "memories": "model.memory.num_memories",
-    "gate": "model.memory.hierarchy",
-    "landmark": "model.memory.landmark",
-    "update": "model.memory.update",
-    "segment_len": "model.memory.segment_len",
-    "window": "model.design.attention.window",
-    "conv": "model.design.deltanet.conv_size",
-    "width": "model.hidden_size",
-    "mlp": "model.intermediate_size",
-    "layers": "model.num_layers",
-    "heads": "model.num_heads",
-    "seq_len": "task.seq_len",
-    "pairs": "task.num_pairs",
-    "vocab": "task.vocab_size",
-    "samples": "task.num_train",
-    "lr": "train.lr",
-    "epochs": "train.max_epochs",
-    "min_epochs": "train.min_epochs",
-    "patience": "train.patience",
-    "seed": "train.seed",
-}
+ALIASES = {**DESIGN_TASK_ALIASES, "pairs": "task.num_pairs", "vocab": "task.vocab_size"}
 METRICS = ["recall_acc", "val_acc", "epochs", "params", "memory_bytes", "sec_per_epoch", "ko_read_recall_acc_change"]
 
 

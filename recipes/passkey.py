@@ -29,7 +29,7 @@ from memkit.models.memory_lm import MemoryLMSpec
 from memkit.spec import Spec
 from memkit.training.figures import passkey_figures
 from memkit.training.trainer import TrainSpec, evaluate, train
-from recipes._shared import as_dict, keep_task, model_for_task, training_figures
+from recipes._shared import DESIGN_TASK_ALIASES, as_dict, keep_task, model_for_task, training_figures
 from recipes.recipe import Recipe
 
 
@@ -75,29 +75,7 @@ def tiny() -> PasskeySpec:
 
 PRESETS: dict[str, Callable[[], PasskeySpec]] = {"tiny": tiny, "mid": lambda: preset(256)}
 SPEC = PasskeySpec
-ALIASES = {
-    "design": "design",  # single, multi, hierarchical, sliding_window, full_attention, deltanet, gated_deltanet
-    "layer": "model.design.name",
-    "memories": "model.memory.num_memories",
-    "gate": "model.memory.hierarchy",
-    "landmark": "model.memory.landmark",
-    "update": "model.memory.update",
-    "segment_len": "model.memory.segment_len",
-    "window": "model.design.attention.window",
-    "conv": "model.design.deltanet.conv_size",
-    "width": "model.hidden_size",
-    "mlp": "model.intermediate_size",
-    "layers": "model.num_layers",
-    "heads": "model.num_heads",
-    "seq_len": "task.seq_len",
-    "digits": "task.digits",
-    "samples": "task.num_train",
-    "lr": "train.lr",
-    "epochs": "train.max_epochs",
-    "min_epochs": "train.min_epochs",
-    "patience": "train.patience",
-    "seed": "train.seed",
-}
+ALIASES = {**DESIGN_TASK_ALIASES, "digits": "task.digits"}
 METRICS = ["passkey_mean", "val_acc", "epochs", "params", "memory_bytes", "sec_per_epoch",
            "ko_read_passkey_mean_change"]
 
