@@ -121,4 +121,8 @@ def test_a_named_design_keeps_the_models_own_memory_count_and_gate():
                                               "multi")).memory.num_memories == 8
     with pytest.raises(ValueError, match="design: unknown 'rwkv'; one of single, multi"):
         named_design(SMALL, "rwkv")
+    with pytest.raises(ValueError, match="'single' has one memory, but memory.num_memories is 8"):
+        named_design(eight, "single")  # a contradiction is said, never settled silently
+    with pytest.raises(ValueError, match="'multi' has no hierarchy, but memory.hierarchy is 'hard'"):
+        named_design(eight, "multi")
     assert set(NAMED_DESIGNS) == {"single", "multi", "hierarchical", *BASELINES}

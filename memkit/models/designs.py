@@ -49,6 +49,12 @@ def named_design(model: dict, design: str) -> dict:
     layer = {**as_dict(model.get("design")), "name": design if design not in ("single", "multi", "hierarchical")
              else "infini"}
     memory = as_dict(model.get("memory"))
+    if design == "single" and memory.get("num_memories", 1) > 1:
+        raise ValueError(f"design: 'single' has one memory, but memory.num_memories is {memory['num_memories']}; "
+                         "give design=multi for several")
+    if design == "multi" and memory.get("hierarchy", "none") != "none":
+        raise ValueError(f"design: 'multi' has no hierarchy, but memory.hierarchy is {memory['hierarchy']!r}; "
+                         "give design=hierarchical")
     if design == "single":
         memory["num_memories"] = 1
     elif design in ("multi", "hierarchical"):
