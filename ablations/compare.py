@@ -42,7 +42,10 @@ def _grid_files(folder: Path) -> tuple[dict, dict]:
     results, grid = folder / "results.json", folder / "grid.json"
     if not results.is_file() or not grid.is_file():
         raise UsageError(f"--grid: {folder} holds no finished grid (results.json and grid.json); give a grid's folder")
-    return json.loads(results.read_text()), json.loads(grid.read_text())
+    try:
+        return json.loads(results.read_text()), json.loads(grid.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"--grid: {folder}'s results.json or grid.json is not a grid's JSON ({e})") from None
 
 
 def read_column(spec: str, key: str, figures: dict[str, str]) -> Column:

@@ -47,10 +47,13 @@ def test_columns_verdicts_and_a_later_grid_replacing_a_design(tmp_path, capsys):
 
 def test_a_folder_without_a_grid_or_a_bad_flag_is_one_clear_error(tmp_path, capsys):
     a = grid(tmp_path / "a", "mqar", "recall_acc", {"single": [0.9, 0.8]})
+    broken = grid(tmp_path / "b", "mqar", "recall_acc", {"single": [0.9]})
+    (broken / "results.json").write_text('{"points": [')  # a grid killed while writing
     for argv, message in ((["--grid", f"x={tmp_path / 'none'}"], "holds no finished grid"),
                           (["--grid", "x"], "expected NAME=DIR"),
                           (["--grid", f"x={a}", "--key", "width"], "--key width: .* has no such column"),
-                          (["--grid", f"x={a}", "--figure", "y=val_acc"], "no --grid is named y")):
+                          (["--grid", f"x={a}", "--figure", "y=val_acc"], "no --grid is named y"),
+                          (["--grid", f"x={broken}"], "is not a grid's JSON")):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1
