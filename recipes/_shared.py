@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+import time
 from typing import Callable
+
+import torch
 
 from memkit.eval.tasks.recall import RecallTask
 from memkit.spec import Spec
@@ -49,6 +52,34 @@ def model_for_task(data: dict, vocab_size: int) -> dict:
     if data.get("design") is not None:
         model = named_design(model, data["design"])
     return {**data, "model": model}
+
+
+def run_on_task(spec, kind: str, test: Callable[[object], dict], figure: str, chance: float, on_epoch=None,
+                progress=None) -> dict:
+    """One trial of a synthetic-task recipe (mqar, passkey): build ``spec.model``, train on fresh samples of
+    ``spec.task`` with validation on its split, then ``test(model)`` (the test figures, ``figure`` the main one),
+    ``val_acc``, the training figures against ``chance``, state bytes and the memory-use figures of ``figure``.
+    ``kind`` names the task in the checkpoint's data settings."""
+    from memkit.eval.memory_use import memory_use_figures, with_gates
+    from memkit.training.trainer import evaluate, train
+
+    seed, task = spec.train.seed, spec.task
+    torch.manual_seed(seed)
+    model = spec.model.build()
+    _, val_data = task.splits(seed)
+    keep_task(on_epoch, kind, task)
+    t0 = time.perf_counter()
+    result = train(model, lambda epoch: task.train_epoch(seed, epoch), val_data, spec.train,
+                   on_epoch=with_gates(on_epoch, model), progress=progress)
+    intact = test(model)
+    return {
+        **intact,
+        "val_acc": evaluate(model, val_data, spec.train.batch_size)["acc"],
+        **training_figures(model, result, spec.train.solve_at, chance=chance),
+        "memory_bytes": model.memory_nbytes(),
+        **memory_use_figures(model, lambda: test(model), [figure], intact),
+        "train_seconds": time.perf_counter() - t0,
+    }
 
 
 def training_figures(model, result, solve_at: float | None = None, chance: float = 0.0) -> dict:

@@ -18,19 +18,16 @@ Presets (zoology's sequence length / pairs): ``tiny`` 64 / 4, ``mid`` 128 / 8, `
 
 from __future__ import annotations
 
-import time
 from typing import Callable
 
-import torch
 from pydantic import Field, model_validator
 
-from memkit.eval.memory_use import memory_use_figures, with_gates
 from memkit.eval.tasks.mqar import MQARTask
 from memkit.models.designs import NamedDesign
 from memkit.models.memory_lm import MemoryLMSpec
 from memkit.spec import Spec
-from memkit.training.trainer import TrainSpec, evaluate, train
-from recipes._shared import DESIGN_TASK_ALIASES, as_dict, keep_task, model_for_task, training_figures
+from memkit.training.trainer import TrainSpec, evaluate
+from recipes._shared import DESIGN_TASK_ALIASES, as_dict, model_for_task, run_on_task
 from recipes.recipe import Recipe
 
 
@@ -78,25 +75,10 @@ METRICS = ["recall_acc", "val_acc", "epochs", "params", "memory_bytes", "sec_per
 
 def run(spec: MQARSpec, on_epoch=None, progress=None) -> dict:
     """Train on fresh samples, evaluate on the test split: ``recall_acc``, ``val_acc``, costs, memory use."""
-    seed, task = spec.train.seed, spec.task
-    torch.manual_seed(seed)
-    model = spec.model.build()
-    _, val_data = task.splits(seed)
-    keep_task(on_epoch, "mqar_zoology", task)
-    t0 = time.perf_counter()
-    result = train(model, lambda epoch: task.train_epoch(seed, epoch), val_data, spec.train,
-                   on_epoch=with_gates(on_epoch, model), progress=progress)
-    test_data = task.test_split(seed)
-    on_test = lambda: {"recall_acc": evaluate(model, test_data, spec.train.batch_size)["acc"]}  # noqa: E731
-    test = on_test()
-    return {
-        **test,
-        "val_acc": evaluate(model, val_data, spec.train.batch_size)["acc"],
-        **training_figures(model, result, spec.train.solve_at, chance=1 / (task.vocab_size - task.vocab_size // 2)),
-        "memory_bytes": model.memory_nbytes(),
-        **memory_use_figures(model, on_test, ["recall_acc"], test),
-        "train_seconds": time.perf_counter() - t0,
-    }
+    test_data = spec.task.test_split(spec.train.seed)
+    test = lambda model: {"recall_acc": evaluate(model, test_data, spec.train.batch_size)["acc"]}  # noqa: E731
+    chance = 1 / (spec.task.vocab_size - spec.task.vocab_size // 2)
+    return run_on_task(spec, "mqar_zoology", test, "recall_acc", chance, on_epoch, progress)
 
 
 RECIPE = Recipe(name="mqar", doc=__doc__, spec=SPEC, presets=PRESETS, aliases=ALIASES, run=run, metrics=tuple(METRICS),

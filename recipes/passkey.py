@@ -16,20 +16,17 @@ Presets: ``tiny`` 128 tokens, ``mid`` 256 tokens; width 64, 16-token segments.
 
 from __future__ import annotations
 
-import time
 from typing import Callable
 
-import torch
 from pydantic import Field, model_validator
 
-from memkit.eval.memory_use import memory_use_figures, with_gates
 from memkit.eval.tasks.passkey import PasskeyTask
 from memkit.models.designs import NamedDesign
 from memkit.models.memory_lm import MemoryLMSpec
 from memkit.spec import Spec
 from memkit.training.figures import passkey_figures
-from memkit.training.trainer import TrainSpec, evaluate, train
-from recipes._shared import DESIGN_TASK_ALIASES, as_dict, keep_task, model_for_task, training_figures
+from memkit.training.trainer import TrainSpec
+from recipes._shared import DESIGN_TASK_ALIASES, as_dict, model_for_task, run_on_task
 from recipes.recipe import Recipe
 
 
@@ -82,24 +79,9 @@ METRICS = ["passkey_mean", "val_acc", "epochs", "params", "memory_bytes", "sec_p
 
 def run(spec: PasskeySpec, on_epoch=None, progress=None) -> dict:
     """Train on fresh samples; exact retrieval per depth on the test split, costs, memory use."""
-    seed, task = spec.train.seed, spec.task
-    torch.manual_seed(seed)
-    model = spec.model.build()
-    _, val_data = task.splits(seed)
-    keep_task(on_epoch, "passkey", task)
-    t0 = time.perf_counter()
-    result = train(model, lambda epoch: task.train_epoch(seed, epoch), val_data, spec.train,
-                   on_epoch=with_gates(on_epoch, model), progress=progress)
-    on_test = lambda: passkey_figures(model, task, seed, spec.train.batch_size, split="test")  # noqa: E731
-    test = on_test()
-    return {
-        **test,
-        "val_acc": evaluate(model, val_data, spec.train.batch_size)["acc"],
-        **training_figures(model, result, spec.train.solve_at, chance=0.1),
-        "memory_bytes": model.memory_nbytes(),
-        **memory_use_figures(model, on_test, ["passkey_mean"], test),
-        "train_seconds": time.perf_counter() - t0,
-    }
+    test = lambda model: passkey_figures(model, spec.task, spec.train.seed, spec.train.batch_size,  # noqa: E731
+                                         split="test")
+    return run_on_task(spec, "passkey", test, "passkey_mean", 0.1, on_epoch, progress)
 
 
 RECIPE = Recipe(name="passkey", doc=__doc__, spec=SPEC, presets=PRESETS, aliases=ALIASES, run=run,

@@ -31,6 +31,11 @@ class DesignSpec(Spec):
                                            "its window (None: the memory's segment_len); full_attention: unused")
 
 
+def _fields(v) -> dict:
+    """A spec's fields, or a dict of them."""
+    return v.model_dump() if isinstance(v, Spec) else dict(v)
+
+
 # Designs by the name a comparison uses: the memory layer's three shapes, and the baselines
 NamedDesign = Literal["single", "multi", "hierarchical", "sliding_window", "full_attention", "deltanet",
                       "gated_deltanet"]
@@ -44,11 +49,10 @@ def named_design(model: dict, design: str) -> dict:
     name is that baseline (``design.name``), the memory fields left as they are (a baseline never reads them)."""
     if design not in NAMED_DESIGNS:
         raise ValueError(f"design: unknown {design!r}; one of {', '.join(NAMED_DESIGNS)}")
-    as_dict = lambda v: v.model_dump() if isinstance(v, Spec) else dict(v or {})  # noqa: E731
-    model = as_dict(model)
-    layer = {**as_dict(model.get("design")), "name": design if design not in ("single", "multi", "hierarchical")
+    model = _fields(model or {})
+    layer = {**_fields(model.get("design") or {}), "name": design if design not in ("single", "multi", "hierarchical")
              else "infini"}
-    memory = as_dict(model.get("memory"))
+    memory = _fields(model.get("memory") or {})
     if design == "single" and memory.get("num_memories", 1) > 1:
         raise ValueError(f"design: 'single' has one memory, but memory.num_memories is {memory['num_memories']}; "
                          "give design=multi for several")
@@ -67,14 +71,11 @@ def named_design(model: dict, design: str) -> dict:
 def derive_design_shape(data: dict, hidden_size: int, num_heads: int, rotary_pct: float, rotary_base: float) -> dict:
     """For ``MemoryLMSpec``'s ``mode="before"`` validator: ``data["design"]`` with the model's width, heads and
     rotary in its layers' specs, and ``gated`` from the name."""
-    design = data.get("design", {})
-    design = design.model_dump() if isinstance(design, Spec) else dict(design)
+    design = _fields(data.get("design", {}))
     shape = dict(hidden_size=hidden_size, num_heads=num_heads)
-    deltanet = design.get("deltanet", {})
-    deltanet = deltanet.model_dump() if isinstance(deltanet, Spec) else dict(deltanet)
+    deltanet = _fields(design.get("deltanet", {}))
     design["deltanet"] = {**deltanet, **shape, "gated": design.get("name") == "gated_deltanet"}
-    attention = design.get("attention", {})
-    attention = attention.model_dump() if isinstance(attention, Spec) else dict(attention)
+    attention = _fields(design.get("attention", {}))
     rotary = int(hidden_size // max(num_heads, 1) * rotary_pct) // 2 * 2  # GPT-NeoX's rotary dims, made even
     design["attention"] = {**attention, **shape, "rotary_dim": rotary, "rotary_base": rotary_base}
     return {**data, "design": design}
