@@ -126,3 +126,10 @@ def test_a_named_design_keeps_the_models_own_memory_count_and_gate():
     with pytest.raises(ValueError, match="'multi' has no hierarchy, but memory.hierarchy is 'hard'"):
         named_design(eight, "multi")
     assert set(NAMED_DESIGNS) == {"single", "multi", "hierarchical", *BASELINES}
+
+
+@pytest.mark.parametrize("field,value", [("hidden_size", None), ("num_heads", 0), ("rotary_pct", None)])
+def test_a_wrong_width_heads_or_rotary_share_is_the_models_one_line_error(field, value):
+    """The fuzz's find: the design's shape was derived from the bad value first and crashed with a TypeError."""
+    with pytest.raises(SpecError, match=f"^{field}: "):
+        MemoryLMSpec.create(**{field: value})

@@ -70,7 +70,11 @@ def named_design(model: dict, design: str) -> dict:
 
 def derive_design_shape(data: dict, hidden_size: int, num_heads: int, rotary_pct: float, rotary_base: float) -> dict:
     """For ``MemoryLMSpec``'s ``mode="before"`` validator: ``data["design"]`` with the model's width, heads and
-    rotary in its layers' specs, and ``gated`` from the name."""
+    rotary in its layers' specs, and ``gated`` from the name. A width, heads or rotary share that is not a number is
+    left for the model's own fields to name in their error."""
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (hidden_size, num_heads, rotary_pct)) \
+            or num_heads <= 0:
+        return data
     design = _fields(data.get("design", {}))
     shape = dict(hidden_size=hidden_size, num_heads=num_heads)
     deltanet = _fields(design.get("deltanet", {}))
