@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "design, 95%% intervals over seeds; curve_KEY.png and .csv")
     p.add_argument("--ladder", nargs="?", const="all", metavar="CHOICES",
                    help="a report recipe: from its as-run arm to its careful arm, one choice at a time (every choice, or "
-                        "those whose names contain one of the comma-separated CHOICES), over the designs of --space (or "
-                        "the recipe's) and the seeds; ladder.md")
+                        "those whose names contain one of the comma-separated CHOICES; a+b flips a and b together as one "
+                        "rung pair), over the designs of --space (or the recipe's) and the seeds; ladder.md")
     p.add_argument("--match-params", metavar="KEY=VALUE", help="size every other design's MLP so its parameter count "
                    "is within 2%% of the same point's with KEY=VALUE (KEY a --space key; VALUE any value it can take, run "
                    "or not)")

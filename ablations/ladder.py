@@ -145,6 +145,33 @@ def main_choices(results: list[RungResult], figure: str = "val_ppl", top: int = 
             f"one-choice effects): {named}.")
 
 
+def _joined(base, design: dict, groups: list[tuple[str, list[str]]], joints: list[str],
+            label: str) -> tuple[list[tuple[str, list[str]]], set[str]]:
+    """``groups`` with each of ``joints`` ("whole call+one memory per batch") made one choice that flips its parts
+    together: two choices that each alone keep the memory out show only when both are set back. Each part names one
+    choice of the design (a part several names contain means the one it begins); returns the groups and the joint
+    choices' names."""
+    if not joints:
+        return groups, set()
+    choices, _ = arm_choices(base, design, groups)
+    out, names = list(groups), set()
+    for joint in joints:
+        members = []
+        for part in (w.strip().lower() for w in joint.split("+")):
+            found = [n for n in choices if part and part in n.lower()]
+            if len(found) > 1:
+                found = [n for n in found if n.lower().startswith(part)] or found
+            if len(found) != 1:
+                what = f"matches {len(found)}: {'; '.join(found)}" if found else "matches none"
+                raise ValueError(f"--ladder {joint}: each part joined by + must name one choice of {label}; "
+                                 f"{part!r} {what}; its choices: {'; '.join(sorted(choices))}")
+            members.append(found[0])
+        name = " + ".join(dict.fromkeys(members))
+        out.append((name, [p for m in dict.fromkeys(members) for p in choices[m]]))  # last: its paths go to it
+        names.add(name)
+    return out, names
+
+
 @dataclass(frozen=True)
 class LadderPlan:
     """What ``--ladder`` runs: the table's keys (every path the rungs set, as ``space`` items), the grid points
@@ -170,7 +197,7 @@ def plan(base, space: list[tuple[str, str, list]], aliases: dict[str, str],
          groups: list[tuple[str, list[str]]], only: list[str] | None = None) -> LadderPlan:
     """The ladder over the designs of ``space`` (its items other than the arm and the seed: a report recipe's
     designs), each rung over the seeds ``space`` holds; ``only``: the choices whose names contain one of these
-    (the ends always run)."""
+    (the ends always run), and choices joined by "+" flipped together as one rung pair."""
     from ablations.space import grid_points
 
     if "arm" not in type(base).model_fields:
@@ -179,13 +206,15 @@ def plan(base, space: list[tuple[str, str, list]], aliases: dict[str, str],
     designs_space = [item for item in space if item[1] != "arm" and item is not seed]
     designs = grid_points(base, designs_space) if designs_space else [{}]
     by_path = {p: k for k, p in aliases.items()}
+    words = [w for w in only if "+" not in w] if only is not None else None
     out: list[tuple[str, Rung]] = []
     inert: dict[str, list[str]] = {}
     for design in designs:
         label = ",".join(f"{by_path.get(p, p)}={v}" for p, v in design.items()) or "the preset"
-        found, left_out = rungs(base, design, groups)
-        picked = [r for r in found if r.choice is None or only is None
-                  or any(word.strip().lower() in r.choice.lower() for word in only)]
+        design_groups, joints = _joined(base, design, groups, [w for w in only or [] if "+" in w], label)
+        found, left_out = rungs(base, design, design_groups)
+        picked = [r for r in found if r.choice is None or only is None or r.choice in joints
+                  or (r.choice not in joints and any(w.strip().lower() in r.choice.lower() for w in words))]
         if only is not None and len(picked) == 2:
             names = sorted({r.choice for r in found if r.choice})
             raise ValueError(f"--ladder {','.join(only)}: no choice of {label} matches; its choices: {'; '.join(names)}")

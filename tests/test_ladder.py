@@ -115,3 +115,32 @@ def test_the_ladder_can_climb_chosen_rungs_only(tmp_path):
     args = grid.build_parser().parse_args(argv + ["--ladder", "warp drive"])
     with pytest.raises(grid.UsageError, match="no choice of design=multi matches; its choices: documents run"):
         grid.check_inputs(args)
+
+
+def test_choices_joined_by_plus_flip_together(tmp_path):
+    """Two choices that each alone keep the memory out show only when both flip: "a+b" is one rung pair whose +
+    rung is the careful arm with exactly both choices' fields as run, and whose − rung is the as-run arm with both
+    set back; a part that names no choice, or several equally, is refused naming what it matched."""
+    from ablations import grid
+    from memkit.data import debian_texts
+
+    if debian_texts.missing():
+        pytest.skip("the Debian text packages are not installed (the report recipes' corpus)")
+    argv = ["--recipe", "report_designs", "--space", "design=multi", "--seeds", "1", "--results", str(tmp_path)]
+    checked = grid.check_inputs(grid.build_parser().parse_args(argv + ["--ladder", "whole call+one memory per batch"]))
+    by = {r.name: r for _, r in checked.ladder_plan.rungs}
+    joint = "whole call as one segment + one memory per batch (scaled writes, the script's regimes)"
+    assert list(by) == ["as run", "careful", f"+{joint}", f"−{joint}"] and len(checked.points) == 4
+    base, design = report_designs.tiny(), {"design": "multi"}
+    as_run = system(base, {**design, "arm": "as_run"})
+    careful = system(base, {**design, "arm": "careful", "evals": as_run["evals"]})
+    groups = dict(AS_RUN_CHOICES)
+    both = {p for p in groups["whole call as one segment"] + groups[joint.split(" + ")[1]] if as_run[p] != careful[p]}
+    assert {"model.memory.segmentation", "model.memory.memory_scope"} <= both
+    plus, minus = system(base, by[f"+{joint}"].point), system(base, by[f"−{joint}"].point)
+    assert {p for p in plus if plus[p] != careful[p]} == both
+    assert {p for p in minus if minus[p] != as_run[p] and p != "arm"} == both
+    for bad, said in (("whole call+warp drive", "'warp drive' matches none"),
+                      ("whole call+ as run", "'as run' matches [2-9]")):
+        with pytest.raises(grid.UsageError, match=said):
+            grid.check_inputs(grid.build_parser().parse_args(argv + ["--ladder", bad]))
