@@ -127,16 +127,20 @@ def main_choices(results: list[RungResult], figure: str = "val_ppl", top: int = 
     """One sentence: the choices that account for most of the as-run − careful difference in ``figure``, each by
     the mean of its two effects (+f against careful, as run against −f), paired over seeds."""
     by_name = {r.rung.name: r for r in results}
-    as_run, careful = by_name.get("as run"), by_name.get("careful")
-    if as_run is None or careful is None:
-        return ""
-    mean = lambda r: statistics.fmean(v[figure] for v in r.seeds.values() if isinstance(v.get(figure), (int, float)))  # noqa: E731
-    total = mean(as_run) - mean(careful)
+
+    def mean(r: RungResult | None) -> float | None:  # None: the rung did not run, or no seed of it finished
+        values = [v[figure] for v in r.seeds.values() if isinstance(v.get(figure), (int, float))] if r else []
+        return statistics.fmean(values) if values else None
+
+    as_run, careful = mean(by_name.get("as run")), mean(by_name.get("careful"))
+    if as_run is None or careful is None:  # an interrupted ladder: --resume finishes it
+        return f"The ladder's two ends have not both finished: no choice can be weighed yet ({figure})."
+    total = as_run - careful
     effects = {}
     for name in {r.rung.choice for r in results if r.rung.choice}:
-        plus, minus = by_name.get(f"+{name}"), by_name.get(f"−{name}")
+        plus, minus = mean(by_name.get(f"+{name}")), mean(by_name.get(f"−{name}"))
         if plus is not None and minus is not None:
-            effects[name] = ((mean(plus) - mean(careful)) + (mean(as_run) - mean(minus))) / 2
+            effects[name] = ((plus - careful) + (as_run - minus)) / 2
     if not effects or total == 0:
         return f"As run and careful differ by {total:+.2f} {figure}; no choice was run alone."
     ranked = sorted(effects.items(), key=lambda kv: -abs(kv[1]))[:top]
@@ -146,15 +150,14 @@ def main_choices(results: list[RungResult], figure: str = "val_ppl", top: int = 
 
 
 def _joined(base, design: dict, groups: list[tuple[str, list[str]]], joints: list[str],
-            label: str) -> tuple[list[tuple[str, list[str]]], set[str]]:
-    """``groups`` with each of ``joints`` ("whole call+one memory per batch") made one choice that flips its parts
-    together: two choices that each alone keep the memory out show only when both are set back. Each part names one
-    choice of the design (a part several names contain means the one it begins); returns the groups and the joint
-    choices' names."""
+            label: str) -> list[tuple[list[tuple[str, list[str]]], str]]:
+    """Per joint ("whole call+one memory per batch"): ``groups`` with its parts made one choice that flips them
+    together (two choices that each alone keep the memory out show only when both are set back), and that choice's
+    name. Each part names one choice of the design (a part several names contain means the one it begins)."""
     if not joints:
-        return groups, set()
+        return []
     choices, _ = arm_choices(base, design, groups)
-    out, names = list(groups), set()
+    out = []
     for joint in joints:
         members = []
         for part in (w.strip().lower() for w in joint.split("+")):
@@ -167,9 +170,8 @@ def _joined(base, design: dict, groups: list[tuple[str, list[str]]], joints: lis
                                  f"{part!r} {what}; its choices: {'; '.join(sorted(choices))}")
             members.append(found[0])
         name = " + ".join(dict.fromkeys(members))
-        out.append((name, [p for m in dict.fromkeys(members) for p in choices[m]]))  # last: its paths go to it
-        names.add(name)
-    return out, names
+        out.append(([*groups, (name, [p for m in dict.fromkeys(members) for p in choices[m]])], name))  # last wins
+    return out
 
 
 @dataclass(frozen=True)
@@ -206,15 +208,16 @@ def plan(base, space: list[tuple[str, str, list]], aliases: dict[str, str],
     designs_space = [item for item in space if item[1] != "arm" and item is not seed]
     designs = grid_points(base, designs_space) if designs_space else [{}]
     by_path = {p: k for k, p in aliases.items()}
-    words = [w for w in only if "+" not in w] if only is not None else None
+    words = [w for w in only if "+" not in w] if only is not None else []
     out: list[tuple[str, Rung]] = []
     inert: dict[str, list[str]] = {}
     for design in designs:
         label = ",".join(f"{by_path.get(p, p)}={v}" for p, v in design.items()) or "the preset"
-        design_groups, joints = _joined(base, design, groups, [w for w in only or [] if "+" in w], label)
-        found, left_out = rungs(base, design, design_groups)
-        picked = [r for r in found if r.choice is None or only is None or r.choice in joints
-                  or (r.choice not in joints and any(w.strip().lower() in r.choice.lower() for w in words))]
+        found, left_out = rungs(base, design, groups)
+        picked = [r for r in found if r.choice is None or only is None
+                  or any(w.strip().lower() in r.choice.lower() for w in words)]
+        for joint_groups, name in _joined(base, design, groups, [w for w in only or [] if "+" in w], label):
+            picked += [r for r in rungs(base, design, joint_groups)[0] if r.choice == name]
         if only is not None and len(picked) == 2:
             names = sorted({r.choice for r in found if r.choice})
             raise ValueError(f"--ladder {','.join(only)}: no choice of {label} matches; its choices: {'; '.join(names)}")

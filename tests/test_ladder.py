@@ -127,10 +127,12 @@ def test_choices_joined_by_plus_flip_together(tmp_path):
     if debian_texts.missing():
         pytest.skip("the Debian text packages are not installed (the report recipes' corpus)")
     argv = ["--recipe", "report_designs", "--space", "design=multi", "--seeds", "1", "--results", str(tmp_path)]
-    checked = grid.check_inputs(grid.build_parser().parse_args(argv + ["--ladder", "whole call+one memory per batch"]))
+    ladder = "whole call as one segment,whole call+one memory per batch"
+    checked = grid.check_inputs(grid.build_parser().parse_args(argv + ["--ladder", ladder]))
     by = {r.name: r for _, r in checked.ladder_plan.rungs}
     joint = "whole call as one segment + one memory per batch (scaled writes, the script's regimes)"
-    assert list(by) == ["as run", "careful", f"+{joint}", f"−{joint}"] and len(checked.points) == 4
+    assert list(by) == ["as run", "careful", "+whole call as one segment", "−whole call as one segment", f"+{joint}",
+                        f"−{joint}"] and len(checked.points) == 6
     base, design = report_designs.tiny(), {"design": "multi"}
     as_run = system(base, {**design, "arm": "as_run"})
     careful = system(base, {**design, "arm": "careful", "evals": as_run["evals"]})
@@ -144,3 +146,15 @@ def test_choices_joined_by_plus_flip_together(tmp_path):
                       ("whole call+ as run", "'as run' matches [2-9]")):
         with pytest.raises(grid.UsageError, match=said):
             grid.check_inputs(grid.build_parser().parse_args(argv + ["--ladder", bad]))
+
+
+def test_an_interrupted_ladder_writes_its_table_and_weighs_nothing(tmp_path):
+    """A ladder stopped before its careful end finished (Ctrl-C, then --resume) still writes ladder.md: the rungs
+    that ran, and a sentence saying no choice can be weighed yet, not a crash in the summary."""
+    results = [result("as run", None, [40.0]), RungResult(Rung("careful", None, {}), {}),
+               result("+A", "A", [40.1]), RungResult(Rung("−A", "A", {}), {})]
+    assert "have not both finished" in main_choices(results)
+    assert "| +A | 40.10 |" in ladder_table(results)
+    half = [result("as run", None, [40.0]), result("careful", None, [50.0]), result("+A", "A", [41.0]),
+            RungResult(Rung("−A", "A", {}), {}), result("+B", "B", [49.0]), result("−B", "B", [41.0])]
+    assert "B (-1.00, 10% of it)" in main_choices(half) and "A (" not in main_choices(half)
