@@ -208,7 +208,10 @@ def plan(base, space: list[tuple[str, str, list]], aliases: dict[str, str],
     designs_space = [item for item in space if item[1] != "arm" and item is not seed]
     designs = grid_points(base, designs_space) if designs_space else [{}]
     by_path = {p: k for k, p in aliases.items()}
-    words = [w for w in only if "+" not in w] if only is not None else []
+    if only is not None and not any(w.strip(" +") for w in only):
+        raise ValueError(f"--ladder {','.join(only)!r}: name the choices to climb (words of their names, a+b to flip "
+                         f"two together), or give --ladder alone for every choice")
+    words = [w for w in only if "+" not in w and w.strip()] if only is not None else []
     out: list[tuple[str, Rung]] = []
     inert: dict[str, list[str]] = {}
     for design in designs:

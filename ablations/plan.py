@@ -253,7 +253,7 @@ def _check_space(a: dict, recipe: Recipe) -> dict:
     _check_plot_and_seeds(a, recipe, space)
     points = grid_points(recipe.preset(a["preset"]), space) if sampled is None else []
     ladder = None
-    if a["ladder"]:  # the ladder's rungs replace the cross product (its designs: space's other keys)
+    if a["ladder"] is not None:  # the ladder's rungs replace the cross product (its designs: space's other keys)
         if sampled is not None or rates or a["plot"]:
             raise SpaceError("--ladder runs its own points: it goes with none of --search optuna, --lr-sweep, --plot")
         ladder = ladder_plan(recipe.preset(a["preset"]), space, dict(recipe.aliases), AS_RUN_CHOICES,

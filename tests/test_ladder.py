@@ -115,6 +115,9 @@ def test_the_ladder_can_climb_chosen_rungs_only(tmp_path):
     args = grid.build_parser().parse_args(argv + ["--ladder", "warp drive"])
     with pytest.raises(grid.UsageError, match="no choice of design=multi matches; its choices: documents run"):
         grid.check_inputs(args)
+    for empty in ("", ",", " + "):  # never the whole recipe grid instead, nor every choice
+        with pytest.raises(grid.UsageError, match="name the choices to climb"):
+            grid.check_inputs(grid.build_parser().parse_args(argv + ["--ladder", empty]))
 
 
 def test_choices_joined_by_plus_flip_together(tmp_path):
