@@ -59,10 +59,16 @@ def memory_use_table(rows: list[dict], key: str) -> str:
     (``memkit.eval.memory_use``). Empty when no row has the figures (no memory layer)."""
     if not any(r.get("ko_read_val_ppl_change_mean") is not None for r in rows):
         return ""
-    return side_by_side("Is the memory used? (knock-outs of val PPL, gate, memory share)", rows, key,
-                        [("val PPL", "val_ppl", 1), ("read zeroed", "ko_read_val_ppl_change", "+.2%"),
-                         ("gate local", "ko_gate_val_ppl_change", "+.1%"), ("gate", "gate_mean", 2),
-                         ("memory share", "mem_share_mean", 3)])
+    columns = [("val PPL", "val_ppl", 1), ("read zeroed", "ko_read_val_ppl_change", "+.2%"),
+               ("gate local", "ko_gate_val_ppl_change", "+.1%"), ("gate", "gate_mean", 2),
+               ("memory share", "mem_share_mean", 3)]
+    # a memory without a gate (context-KV) has no gate columns: left out rather than shown empty
+    columns = [c for c in columns if any(r.get(f"{c[1]}_mean") is not None for r in rows)]
+    if key == "arm":  # one design in two arms (report 004): one line, the arms side by side
+        rows, key = [{**r, "design": "the preset"} for r in rows], "design"
+    gated = any(metric == "gate_mean" for _, metric, _ in columns)
+    return side_by_side(f"Is the memory used? (knock-outs of val PPL{', gate, memory share' if gated else ''})", rows,
+                        key, columns)
 
 
 def mean(r: dict | None, metric: str) -> float | None:

@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 from pydantic import Field, model_validator
 
+from memkit.eval.memory_use import memory_use_figures
 from memkit.eval.tasks.recall import RecallTask
 from memkit.models.context_kv_lm import ContextKVLMSpec
 from memkit.spec import Spec
@@ -65,7 +66,8 @@ ALIASES = {
     "samples": "task.num_train",
 }
 METRICS = ["recall_acc", "val_ppl", "params", "trainable_share", "oacd_iterations", "oacd_convergence",
-           "effective_rank", "history_tokens", "sec_per_epoch", "tokens_per_s", "best_epoch", "epochs"]
+           "effective_rank", "history_tokens", "sec_per_epoch", "tokens_per_s", "best_epoch", "epochs",
+           "ko_read_recall_acc_change"]
 
 
 def tiny() -> ContextKVRecipeSpec:
@@ -110,10 +112,13 @@ def run(spec: ContextKVRecipeSpec, on_epoch: Callable[[dict], None] | None = Non
     phase1_seconds = time.perf_counter() - t0
     share = pre.freeze()
     result = train(model, train_data, val_data, spec.train, on_epoch=on_epoch, progress=progress)
-    final = evaluate(model, val_data, spec.train.batch_size)
+    measure = lambda: {"recall_acc": (e := evaluate(model, val_data, spec.train.batch_size))["acc"],  # noqa: E731
+                       "val_ppl": e["ppl"]}
+    final = measure()
     return {
-        "val_ppl": final["ppl"],
-        "recall_acc": final["acc"],
+        **final,
+        # is the context memory used? recall with its read adding nothing
+        **memory_use_figures(model, measure, ["recall_acc", "val_ppl"], final),
         **training_figures(model, result),
         "trainable_share": share,
         "oacd_iterations": len(rows),

@@ -22,13 +22,14 @@ import torch
 from pydantic import Field
 
 from memkit.data.corpus import TextDataSpec
+from memkit.eval.memory_use import memory_use_figures
 from memkit.eval.metrics import peak_memory_mb
 from memkit.eval.tasks.recall import RecallTask
 from memkit.models.context_kv_lm import ContextKVLMSpec
 from memkit.training.oacd import OACDPretrainer, OACDSpec
 from memkit.training.trainer import TrainSpec, evaluate, train
 from recipes import context_kv
-from recipes._arms import Claim, claims_table, mean
+from recipes._arms import Claim, claims_table, mean, memory_use_table
 from recipes._shared import keep_text_data, training_figures
 from recipes._tables import fmt_pm, labels_of, table
 from recipes._text_presets import DATA_TRAIN_ALIASES, report_parts, tiny_parts
@@ -64,7 +65,7 @@ class ContextKVReportSpec(ArmSpec):
 ALIASES = {"arm": "arm", **context_kv.MODEL_ALIASES, **DATA_TRAIN_ALIASES}
 SPACE = ["arm=as_run,careful"]  # sweep interval / max_contexts / kv_mode with --space as well
 METRICS = ["val_ppl", "val_acc", "best_epoch", "oacd_convergence", "effective_rank", "trainable_share", "recall_acc",
-           "sec_per_epoch"]
+           "sec_per_epoch", "ko_read_val_ppl_change"]
 
 
 def tiny() -> ContextKVReportSpec:
@@ -130,6 +131,9 @@ def run(spec: ContextKVReportSpec, on_epoch=None, progress=None) -> dict:
         "theoretical_max_contexts": model.cache.theoretical_max_contexts(train_tokens),
         "peak_mb": peak_memory_mb(next(model.parameters()).device),
     }
+    # is the context memory used? val PPL with the context-KV read adding nothing (it has no gate)
+    out.update(memory_use_figures(model, lambda: {"val_ppl": evaluate(model, data.val, spec.train.batch_size)["ppl"]},
+                                  ["val_ppl"], {"val_ppl": final["ppl"]}))
     for r in result.history:  # the report's Phase 2 table, epoch by epoch
         for k in ("train_ppl", "val_ppl", "val_acc"):
             out[f"e{r['epoch']}_{k}"] = r[k]
@@ -192,6 +196,7 @@ def report(rows: list[dict], names: list[str], spec: ContextKVReportSpec) -> str
                       for lab, r in zip(labels, rows)]))
     key = next((n for n in names if n != "arm"), "arm")
     out.append(claims_table(CLAIMS, rows, key))
+    out.append(memory_use_table(rows, key))
     return "\n".join(out)
 
 

@@ -115,3 +115,33 @@ def test_a_model_that_answers_only_through_memory_falls_to_chance_and_its_gate_o
     assert out["ko_read_acc"] < chance + 0.04 and out["ko_gate_acc"] < chance + 0.04, out
     assert out["ko_read_acc_change"] < -0.8
     assert gates[0] > 0.5 and gates[-1] > 0.6, gates  # the gate's path, epoch by epoch: opening
+
+
+def test_a_context_kv_read_knocked_out_leaves_each_token_alone():
+    """Report 004's model without token-to-token attention (``body="kv_only"``) reaches earlier tokens only through
+    its context-KV read: with the read knocked out, a position's logits no longer depend on any earlier token (and
+    do again after the block). It has no gate: the read knock-out only, no gate or share figures."""
+    from memkit.blocks.diagnostics import knock_out
+    from memkit.models.context_kv_lm import ContextKVLMSpec
+
+    torch.manual_seed(0)
+    model = ContextKVLMSpec.create(vocab_size=64, hidden_size=16, num_heads=4, intermediate_size=32, body="kv_only",
+                                   context=dict(context_dim=8, interval=4, max_contexts=4)).build().double().eval()
+    a, _ = batch(rows=2, length=24)
+    b = a.clone()
+    b[:, :12] = (b[:, :12] + 7) % 64  # other tokens before position 12, the same from there on
+
+    def logits(ids):
+        with torch.no_grad():
+            return model(ids).logits[:, 12:]
+
+    assert not torch.allclose(logits(a), logits(b))  # intact, the read carries the earlier tokens
+    with knock_out(model, "read"):
+        assert torch.allclose(logits(a), logits(b))
+    assert not torch.allclose(logits(a), logits(b))
+    measure = lambda: {"val_ppl": float(torch.nn.functional.cross_entropy(  # noqa: E731
+        model(a).logits[:, :-1].flatten(0, 1), a[:, 1:].flatten()).exp())}
+    with torch.no_grad():
+        figures = knockout_figures(model, measure, ["val_ppl"])
+        assert set(figures) == {"ko_read_val_ppl", "ko_read_val_ppl_change"} and figures["ko_read_val_ppl_change"] != 0
+        assert gate_figures(model) == {} and share_figures(model, measure) == {}

@@ -114,7 +114,9 @@ def test_report_context_kv_arm_trains_then_reports_every_figure(arm, corpus, tmp
     point.update({"arm": arm, "oacd.max_iterations": 2, "recall.num_train": 16, "recall.num_val": 4,
                   "recall_train.max_epochs": 1, "recall_train.batch_size": 16})
     out = run_point("report_context_kv", "tiny", point, on_epoch=KeepBest(tmp_path / "model"))
-    finite(out, ["val_ppl", "oacd_iterations", "trainable_share", "e1_val_ppl", "recall_acc", "params"])
+    finite(out, ["val_ppl", "oacd_iterations", "trainable_share", "e1_val_ppl", "recall_acc", "params",
+                 "ko_read_val_ppl", "ko_read_val_ppl_change"])
+    assert "ko_gate_val_ppl" not in out and "gate_mean" not in out  # the context-KV read has no gate
 
 
 @pytest.mark.slow
@@ -128,7 +130,8 @@ def test_infini_pythia_and_context_kv_train_then_report(tmp_path):
     assert saved["kind"] == "mqar" and saved["fields"]["num_values"] == 64  # the task it was trained on
     out = run_point("context_kv", "tiny", {"train.max_epochs": 1, "oacd.max_iterations": 2, "task.num_train": 32,
                                            "task.num_val": 8}, on_epoch=KeepBest(tmp_path / "kv"))
-    finite(out, ["val_ppl", "recall_acc", "params", "trainable_share", "effective_rank"])
+    finite(out, ["val_ppl", "recall_acc", "params", "trainable_share", "effective_rank", "ko_read_recall_acc",
+                 "ko_read_recall_acc_change", "ko_read_val_ppl"])
 
 
 @pytest.mark.slow

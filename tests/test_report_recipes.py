@@ -99,6 +99,9 @@ def test_report_context_kv_runs_both_phases_and_recall_in_both_arms(corpus, tmp_
     text = report_context_kv.report(rows, ["arm"], spec)
     assert "Phase 1: OACD" in text and "Phase 2 (as_run)" in text and "| 1 |" in text
     assert "The report's claims" in text
+    used = text[text.index("Is the memory used?"):]  # the context-KV read knocked out; it has no gate to force
+    assert "read zeroed (as run)" in used and "gate" not in used and "memory share" not in used
+    assert "| the preset |" in used  # one line, the two arms side by side
 
 
 def test_the_arm_toggles_the_reports_code_both_ways():

@@ -91,6 +91,7 @@ class ContextKVCache(nn.Module):
         self.dropout = nn.Dropout(dropout)  # on the attention weights (the reports': 0.1)
         self.num_heads, self.interval, self.max_contexts = num_heads, interval, max_contexts
         self.mode, self.mask_padding = mode, mask_padding
+        self.knock_out: str | None = None  # "read": the read adds nothing (memkit.blocks.diagnostics.knock_out)
         self.q = nn.Linear(hidden_size, hidden_size)
         self.kv = nn.Linear(context_dim, 2 * hidden_size)
         self.out = nn.Linear(hidden_size, hidden_size)
@@ -133,7 +134,10 @@ class ContextKVCache(nn.Module):
             scores = scores.masked_fill(~valid, torch.finfo(scores.dtype).min)
         y = torch.einsum("bhtk,bhtkd->bhtd", self.dropout(scores.softmax(-1)), vs)
         reach = (self.max_contexts - 1) * self.interval
-        return self.out(rearrange(y, "b h t d -> b t (h d)")), (k[:, :, k.shape[2] - min(reach, k.shape[2]):],
+        out = self.out(rearrange(y, "b h t d -> b t (h d)"))
+        if self.knock_out == "read":  # the contexts are still taken and cached: the state carried on is the same
+            out = torch.zeros_like(out)
+        return out, (k[:, :, k.shape[2] - min(reach, k.shape[2]):],
                                                                  v[:, :, v.shape[2] - min(reach, v.shape[2]):])
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from memkit.blocks.attention import MemoryAttention
+from memkit.blocks.context_kv import ContextKVCache
 
 
 def memory_layers(model_or_layer: nn.Module) -> dict[str, MemoryAttention]:
@@ -32,13 +33,26 @@ def memory_layers(model_or_layer: nn.Module) -> dict[str, MemoryAttention]:
     return {name: m for name, m in model_or_layer.named_modules() if isinstance(m, MemoryAttention)}
 
 
+def context_layers(model_or_layer: nn.Module) -> dict[str, ContextKVCache]:
+    """The context-KV reads (``ContextKVCache``) in a module, by name: a memory of context vectors, without a gate."""
+    return {name: m for name, m in model_or_layer.named_modules() if isinstance(m, ContextKVCache)}
+
+
+def knock_outs(model: nn.Module) -> tuple[str, ...]:
+    """The knock-outs that mean something for ``model``: "read" with any memory, "gate" with a gated one."""
+    return ("read", "gate") if memory_layers(model) else ("read",) if context_layers(model) else ()
+
+
 @contextmanager
-def knock_out(model_or_layer: nn.Module, what: Literal["read", "gate"]) -> Iterator[list[MemoryAttention]]:
-    """Within the block every memory layer runs with A_mem = 0 ("read") or with g = 0 ("gate"); the
-    memories are still read and written as usual, so the state carried on stays the same."""
+def knock_out(model_or_layer: nn.Module, what: Literal["read", "gate"]) -> Iterator[list[nn.Module]]:
+    """Within the block every memory layer runs with A_mem = 0 ("read") or with g = 0 ("gate"), and every
+    context-KV read adds nothing ("read"; it has no gate); the memories are still read and written as usual,
+    so the state carried on stays the same."""
     if what not in ("read", "gate"):
         raise ValueError(f"knock_out: what must be 'read' or 'gate', got {what!r}")
     layers = list(memory_layers(model_or_layer).values())
+    if what == "read":
+        layers += list(context_layers(model_or_layer).values())
     before = [layer.knock_out for layer in layers]
     for layer in layers:
         layer.knock_out = what

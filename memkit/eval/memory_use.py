@@ -16,7 +16,9 @@ computes g·A_mem + (1−g)·A_loc (``MemoryAttention.combine``). With the best 
   positive where the memory helps).
 
 With several memory layers the figures are those of all of them together (knock-outs) or of the first (gate,
-share), named as above.
+share), named as above. A context-KV model (``ContextKVCache``: attention over context vectors, added to the
+embeddings, no gate) has the read knock-out and the position-wise gain only: its read adds nothing
+(``ko_read_<f>``); it has no gate, so no ``ko_gate_*``, gate or share figures.
 """
 
 from __future__ import annotations
@@ -28,13 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from memkit.blocks.diagnostics import knock_out, memory_layers, record
-
-KNOCK_OUTS = ("read", "gate")
+from memkit.blocks.diagnostics import context_layers, knock_out, knock_outs, memory_layers, record
 
 
 def has_memory(model: nn.Module) -> bool:
-    return bool(memory_layers(model))
+    """A gated memory layer (``MemoryAttention``) or a context-KV read (``ContextKVCache``)."""
+    return bool(memory_layers(model) or context_layers(model))
 
 
 def relative_change(knocked: float, intact: float) -> float:
@@ -54,7 +55,7 @@ def knockout_figures(model: nn.Module, measure: Callable[[], dict], figures: Seq
         return {}
     intact = intact if intact is not None else measure()
     out = {}
-    for what in KNOCK_OUTS:
+    for what in knock_outs(model):  # a context-KV read has no gate: "read" only
         with knock_out(model, what):
             knocked = measure()
         for f in figures:
@@ -77,7 +78,7 @@ def share_figures(model: nn.Module, measure: Callable[[], dict]) -> dict[str, fl
     which resets batch-shared memories as a validation does): the memory branch's share of the first memory
     layer's output per head, and, with N memories, the selection entropy and each memory's share of the read
     weight (every read's weights alike, a partial last segment's padding included)."""
-    if not has_memory(model):
+    if not memory_layers(model):  # the share is of a gated layer's two branches
         return {}
     with record(model) as records:
         measure()
@@ -112,7 +113,7 @@ def position_gain_figures(model: nn.Module, positions: Callable[[], dict]) -> di
 def with_gates(on_epoch: Callable[[dict], None] | None, model: nn.Module) -> Callable[[dict], None] | None:
     """``on_epoch`` with each epoch's gate figures added to its row (the gate's path over epochs); an
     ``EpochHook``'s other methods pass through."""
-    if on_epoch is None or not has_memory(model):
+    if on_epoch is None or not memory_layers(model):
         return on_epoch
     return _GatedEpochs(on_epoch, model)
 
