@@ -92,11 +92,15 @@ class RungResult:
     seeds: dict[int, dict]  # seed -> the trial's figures
 
 
-def _cell(values: list[float]) -> str:
+def _cell(values: list[float], percent: bool = False, signed: bool = False) -> str:
+    """Mean ± sd over seeds; ``percent``: a share or relative change, as % (0.0001 and 0.04 must not both read
+    0.00); ``signed``: a change, with its sign."""
     if not values:
         return ""
-    mean = statistics.fmean(values)
-    return f"{mean:.2f}" if len(values) == 1 else f"{mean:.2f} ± {statistics.stdev(values):.2f}"
+    scale, unit, digits = (100, "%", 3) if percent else (1, "", 2)
+    mean = statistics.fmean(values) * scale
+    sd = "" if len(values) == 1 else f" ± {statistics.stdev(values) * scale:.{digits}f}"
+    return f"{mean:{'+' if signed else ''}.{digits}f}{unit}{sd}"
 
 
 def _paired(a: RungResult, b: RungResult, figure: str) -> str:
@@ -108,18 +112,20 @@ def _paired(a: RungResult, b: RungResult, figure: str) -> str:
     return f"{diff['mean']:+.2f}" + (" *" if diff["excludes_zero"] else "")
 
 
-def ladder_table(results: list[RungResult], figure: str = "val_ppl", knocked: str = "ko_read_val_ppl_change") -> str:
-    """A markdown table: each rung's ``figure`` (mean ± sd over seeds), its knock-out change, and its paired
-    difference against the as-run end and the careful end (* where the 95% interval excludes 0)."""
+def ladder_table(results: list[RungResult], figure: str = "val_ppl", knocked: str = "ko_read_val_ppl_change",
+                 share: str = "mem_share_mean") -> str:
+    """A markdown table: each rung's ``figure`` (mean ± sd over seeds), its knock-out change and the memory's share
+    of the layer's output (as %), and its paired difference against the as-run end and the careful end (* where
+    the 95% interval excludes 0)."""
     by_name = {r.rung.name: r for r in results}
     ends = by_name.get("as run"), by_name.get("careful")
-    head = f"| rung | {figure} | {knocked} | vs as run | vs careful |\n|---|---|---|---|---|\n"
+    head = f"| rung | {figure} | {knocked} | {share} | vs as run | vs careful |\n|---|---|---|---|---|---|\n"
     lines = []
     for r in results:
-        values = [v.get(figure) for v in r.seeds.values() if isinstance(v.get(figure), (int, float))]
-        ko = [v.get(knocked) for v in r.seeds.values() if isinstance(v.get(knocked), (int, float))]
+        of = lambda name: [v[name] for v in r.seeds.values() if isinstance(v.get(name), (int, float))]  # noqa: E731
         vs = [_paired(r, end, figure) if end is not None and end is not r else "" for end in ends]
-        lines.append(f"| {r.rung.name} | {_cell(values)} | {_cell(ko)} | {vs[0]} | {vs[1]} |")
+        lines.append(f"| {r.rung.name} | {_cell(of(figure))} | {_cell(of(knocked), True, True)} | "
+                     f"{_cell(of(share), True)} | {vs[0]} | {vs[1]} |")
     return head + "\n".join(lines) + "\n"
 
 

@@ -38,8 +38,8 @@ def test_the_ends_are_the_arms_and_each_rung_flips_one_choice(module, design):
 
 
 def result(name, choice, values):
-    return RungResult(Rung(name, choice, {}), {s: {"val_ppl": v, "ko_read_val_ppl_change": 0.01} for s, v in
-                                               enumerate(values)})
+    return RungResult(Rung(name, choice, {}), {s: {"val_ppl": v, "ko_read_val_ppl_change": 0.01, "mem_share_mean": 0.2}
+                                               for s, v in enumerate(values)})
 
 
 def test_the_summary_names_the_choice_that_made_the_difference():
@@ -51,9 +51,12 @@ def test_the_summary_names_the_choice_that_made_the_difference():
     assert text.index("A (") < text.index("B (")
     assert "A (-10.13, 100% of it)" in text and "B (-0.02, 0% of it)" in text
     table = ladder_table(results)
-    assert "| +A | 40.10 ± 0.90 | 0.01 ± 0.00 | +0.10 | -10.07 * |" in table
+    assert "| +A | 40.10 ± 0.90 | +1.000% ± 0.000 | 20.000% ± 0.000 | +0.10 | -10.07 * |" in table
     assert "| careful | 50.17" in table
-    assert "| as run | 40.00 ± 1.00 | 0.01 ± 0.00 |  | -10.17 * |" in table  # an end is not paired with itself
+    assert "| as run | 40.00 ± 1.00 | +1.000% ± 0.000 | 20.000% ± 0.000 |  | -10.17 * |" in table  # not with itself
+    inert = RungResult(Rung("+C", "C", {}), {0: {"val_ppl": 46.0, "ko_read_val_ppl_change": 0.0001,
+                                                 "mem_share_mean": 0.002}})
+    assert "| +C | 46.00 | +0.010% | 0.200% |" in ladder_table([inert])  # an inert read is not rounded to 0
 
 
 def test_the_grid_plans_the_ladder_over_the_recipes_designs_and_seeds(tmp_path):
