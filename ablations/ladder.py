@@ -148,36 +148,45 @@ def main_choices(results: list[RungResult], figure: str = "val_ppl", top: int = 
         if plus is not None and minus is not None:
             effects[name] = ((plus - careful) + (as_run - minus)) / 2
     if not effects or total == 0:
-        return f"As run and careful differ by {total:+.2f} {figure}; no choice was run alone."
-    ranked = sorted(effects.items(), key=lambda kv: -abs(kv[1]))[:top]
-    named = "; ".join(f"{name} ({effect:+.2f}, {100 * effect / total:.0f}% of it)" for name, effect in ranked)
-    return (f"As run − careful: {total:+.2f} {figure}. The choices that account for most of it (mean of the two "
-            f"one-choice effects): {named}.")
+        return f"As run and careful differ by {total:+.2f} {figure}; no choice's two rungs have both finished."
+    share = lambda kv: f"{kv[0]} ({kv[1]:+.2f}, {100 * kv[1] / total:.0f}% of it)"  # noqa: E731
+    singles = sorted(((n, e) for n, e in effects.items() if not is_joint(n)), key=lambda kv: -abs(kv[1]))[:top]
+    joints = sorted(((n, e) for n, e in effects.items() if is_joint(n)), key=lambda kv: -abs(kv[1]))
+    text = f"As run − careful: {total:+.2f} {figure}."
+    if singles:
+        text += (" The choices that account for most of it (each the mean of its two one-sided effects): "
+                 + "; ".join(map(share, singles)) + ".")
+    if joints:  # they overlap their members: not ranked with them, nor summed
+        text += " Flipped together: " + "; ".join(map(share, joints)) + "."
+    return text
 
 
-def _joined(base, design: dict, groups: list[tuple[str, list[str]]], joints: list[str],
-            label: str) -> list[tuple[list[tuple[str, list[str]]], str]]:
-    """Per joint ("whole call+one memory per batch"): ``groups`` with its parts made one choice that flips them
-    together (two choices that each alone keep the memory out show only when both are set back), and that choice's
-    name. Each part names one choice of the design (a part several names contain means the one it begins)."""
-    if not joints:
-        return []
+def _joint(base, design: dict, groups: list[tuple[str, list[str]]], joint: str,
+           label: str) -> tuple[list[tuple[str, list[str]]], str]:
+    """A joint ("whole call+one memory per batch"): ``groups`` with its parts made one choice "(a & b)" that flips
+    them together (two choices that each alone keep the memory out show only when both are set back), and that
+    name. Each part names one choice of the design: the one whose name it is, else the one name containing it, else
+    the one name beginning with it; raises ValueError naming the choices otherwise."""
     choices, _ = arm_choices(base, design, groups)
-    out = []
-    for joint in joints:
-        members = []
-        for part in (w.strip().lower() for w in joint.split("+")):
-            found = [n for n in choices if part and part in n.lower()]
-            if len(found) > 1:
-                found = [n for n in found if n.lower().startswith(part)] or found
-            if len(found) != 1:
-                what = f"matches {len(found)}: {'; '.join(found)}" if found else "matches none"
-                raise ValueError(f"--ladder {joint}: each part joined by + must name one choice of {label}; "
-                                 f"{part!r} {what}; its choices: {'; '.join(sorted(choices))}")
-            members.append(found[0])
-        name = " + ".join(dict.fromkeys(members))
-        out.append(([*groups, (name, [p for m in dict.fromkeys(members) for p in choices[m]])], name))  # last wins
-    return out
+    members = []
+    for part in (w.strip().lower() for w in joint.split("+")):
+        found = [n for n in choices if n.lower() == part] or [n for n in choices if part and part in n.lower()]
+        if len(found) > 1:
+            found = [n for n in found if n.lower().startswith(part)] or found
+        if len(found) != 1:
+            what = f"matches {len(found)}: {'; '.join(found)}" if found else "matches none"
+            raise ValueError(f"--ladder {joint}: each part joined by + must name one choice of {label}; "
+                             f"{part!r} {what}; its choices: {'; '.join(sorted(choices))}")
+        members.append(found[0])
+    members = list(dict.fromkeys(members))
+    if len(members) < 2:
+        raise ValueError(f"--ladder {joint}: a joint flips two choices or more; every part names {members[0]!r}")
+    name = f"({' & '.join(members)})"
+    return [*groups, (name, [p for m in members for p in choices[m]])], name  # last: its fields go to the joint
+
+
+def is_joint(choice: str) -> bool:
+    return choice.startswith("(") and " & " in choice
 
 
 @dataclass(frozen=True)
@@ -218,6 +227,8 @@ def plan(base, space: list[tuple[str, str, list]], aliases: dict[str, str],
         raise ValueError(f"--ladder {','.join(only)!r}: name the choices to climb (words of their names, a+b to flip "
                          f"two together), or give --ladder alone for every choice")
     words = [w for w in only if "+" not in w and w.strip()] if only is not None else []
+    joints = [w for w in only or [] if "+" in w and w.strip(" +")]
+    unformed: dict[str, str] = {}  # joint -> why it could not be formed ("" once formed for some design)
     out: list[tuple[str, Rung]] = []
     inert: dict[str, list[str]] = {}
     for design in designs:
@@ -225,13 +236,30 @@ def plan(base, space: list[tuple[str, str, list]], aliases: dict[str, str],
         found, left_out = rungs(base, design, groups)
         picked = [r for r in found if r.choice is None or only is None
                   or any(w.strip().lower() in r.choice.lower() for w in words)]
-        for joint_groups, name in _joined(base, design, groups, [w for w in only or [] if "+" in w], label):
-            picked += [r for r in rungs(base, design, joint_groups)[0] if r.choice == name]
+        why_not = []  # the joints this design cannot form: left out of it, as a word that matches nothing is
+        for joint in joints:
+            try:
+                joint_groups, name = _joint(base, design, groups, joint, label)
+            except ValueError as e:
+                why_not.append(str(e))
+                unformed.setdefault(joint, str(e))
+                continue
+            formed = [r for r in rungs(base, design, joint_groups)[0] if r.choice == name]
+            if formed:
+                unformed[joint] = ""  # formed for some design: never an error
+            else:
+                why_not.append(f"--ladder {joint}: {name} means nothing for {label} in either arm")
+                unformed.setdefault(joint, why_not[-1])
+            picked += formed
         if only is not None and len(picked) == 2:
             names = sorted({r.choice for r in found if r.choice})
-            raise ValueError(f"--ladder {','.join(only)}: no choice of {label} matches; its choices: {'; '.join(names)}")
+            raise ValueError(why_not[0] if why_not else
+                             f"--ladder {','.join(only)}: no choice of {label} matches; its choices: {'; '.join(names)}")
         out += [(label, r) for r in picked]
         inert[label] = left_out
+    never = [why for why in unformed.values() if why]
+    if never:  # formed for no design at all
+        raise ValueError(never[0])
     seeds = seed[2] if seed else [None]
     points = [r.point if s is None else {**r.point, seed[1]: s} for _, r in out for s in seeds]
     paths = sorted({p for _, r in out for p in r.point if p not in ("arm", "evals")},
@@ -261,7 +289,9 @@ def write_ladder(out_dir, trials: list[dict], ladder: LadderPlan, seed_path: str
         if ladder.inert.get(design):
             text.append("Left out, meaning nothing for this design: " + "; ".join(ladder.inert[design]) + ".\n")
     text.append("Rungs: `+choice` is the careful arm with that choice alone as run; `−choice` the as-run arm with it "
-                "alone set back. Differences are paired over the seeds both ran (* where the 95% interval excludes "
-                "0); `ko_read_val_ppl_change` is val PPL's relative change with the memory read zeroed.\n")
+                "alone set back; `+(a & b)` and `−(a & b)` flip a joint's choices together. Differences are paired "
+                "over the seeds both ran (* where the 95% interval excludes 0); `ko_read_val_ppl_change` is val "
+                "PPL's relative change with the memory read zeroed, `mem_share_mean` the memory's share of the "
+                "layer's output.\n")
     Path(out_dir, "ladder.md").write_text("\n".join(text))
     return "\n".join(sentences)

@@ -70,3 +70,16 @@ def test_the_memory_use_table_puts_knock_outs_per_arm_and_is_absent_without_a_me
     assert "| design | val PPL (as run) | val PPL (careful) | read zeroed (as run) | read zeroed (careful) |" in text
     assert "| multi | 46.0 | 46.0 | +0.01% | +4.70% | +14.0% | +21.5% | 0.41 | 0.41 | 0.300 | 0.300 |" in text
     assert memory_use_table([{"design": "x", "arm": "careful", "seeds": 1, "val_ppl_mean": 9.0}], "design") == ""
+
+
+def test_a_memory_without_a_gate_gets_its_knock_out_alone_on_one_line():
+    """Report 004: one design in two arms (the table keyed by the arm), a context-KV read with no gate: the gate and
+    share columns are left out, not shown empty, and the arms sit side by side on one line."""
+    from recipes._arms import memory_use_table
+
+    def kv(arm, read):
+        return {"arm": arm, "seeds": 1, "val_ppl_mean": 300.0, "ko_read_val_ppl_change_mean": read}
+
+    text = memory_use_table([kv("as_run", 0.5), kv("careful", 0.02)], "arm")
+    assert "(knock-outs of val PPL)" in text and "gate" not in text and "share" not in text
+    assert "| the preset | 300.0 | 300.0 | +50.00% | +2.00% |" in text

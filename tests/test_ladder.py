@@ -136,20 +136,22 @@ def test_choices_joined_by_plus_flip_together(tmp_path):
     ladder = "whole call as one segment,whole call+one memory per batch"
     checked = grid.check_inputs(grid.build_parser().parse_args(argv + ["--ladder", ladder]))
     by = {r.name: r for _, r in checked.ladder_plan.rungs}
-    joint = "whole call as one segment + one memory per batch (scaled writes, the script's regimes)"
+    joint = "(whole call as one segment & one memory per batch (scaled writes, the script's regimes))"
     assert list(by) == ["as run", "careful", "+whole call as one segment", "−whole call as one segment", f"+{joint}",
                         f"−{joint}"] and len(checked.points) == 6
     base, design = report_designs.tiny(), {"design": "multi"}
     as_run = system(base, {**design, "arm": "as_run"})
     careful = system(base, {**design, "arm": "careful", "evals": as_run["evals"]})
     groups = dict(AS_RUN_CHOICES)
-    both = {p for p in groups["whole call as one segment"] + groups[joint.split(" + ")[1]] if as_run[p] != careful[p]}
+    both = {p for p in groups["whole call as one segment"] + groups[joint[1:-1].split(" & ")[1]]
+            if as_run[p] != careful[p]}
     assert {"model.memory.segmentation", "model.memory.memory_scope"} <= both
     plus, minus = system(base, by[f"+{joint}"].point), system(base, by[f"−{joint}"].point)
     assert {p for p in plus if plus[p] != careful[p]} == both
     assert {p for p in minus if minus[p] != as_run[p] and p != "arm"} == both
     for bad, said in (("whole call+warp drive", "'warp drive' matches none"),
-                      ("whole call+ as run", "'as run' matches [2-9]")):
+                      ("whole call+ as run", "'as run' matches [2-9]"),
+                      ("whole call+whole call as one", "a joint flips two choices or more")):
         with pytest.raises(grid.UsageError, match=said):
             grid.check_inputs(grid.build_parser().parse_args(argv + ["--ladder", bad]))
 
@@ -164,3 +166,14 @@ def test_an_interrupted_ladder_writes_its_table_and_weighs_nothing(tmp_path):
     half = [result("as run", None, [40.0]), result("careful", None, [50.0]), result("+A", "A", [41.0]),
             RungResult(Rung("−A", "A", {}), {}), result("+B", "B", [49.0]), result("−B", "B", [41.0])]
     assert "B (-1.00, 10% of it)" in main_choices(half) and "A (" not in main_choices(half)
+    assert "no choice's two rungs have both finished" in main_choices(half[:2] + [half[2]])
+
+
+def test_a_joint_is_weighed_apart_from_the_choices_it_overlaps():
+    """A joint's effect overlaps its members': it is named after them, never ranked among them."""
+    results = [result("as run", None, [40.0]), result("careful", None, [50.0]), result("+A", "A", [45.0]),
+               result("−A", "A", [45.0]), result("+(A & B)", "(A & B)", [41.0]), result("−(A & B)", "(A & B)", [49.0])]
+    text = main_choices(results)
+    ranked, together = text.split("Flipped together: ")
+    assert "A (-5.00, 50% of it)" in ranked and "(A & B)" not in ranked
+    assert together.startswith("(A & B) (-9.00, 90% of it)")

@@ -139,6 +139,9 @@ def test_a_context_kv_read_knocked_out_leaves_each_token_alone():
     with knock_out(model, "read"):
         assert torch.allclose(logits(a), logits(b))
     assert not torch.allclose(logits(a), logits(b))
+    with pytest.raises(ValueError, match="a context-KV read has no gate"):  # never the intact model measured
+        with knock_out(model, "gate"):
+            pass
     measure = lambda: {"val_ppl": float(torch.nn.functional.cross_entropy(  # noqa: E731
         model(a).logits[:, :-1].flatten(0, 1), a[:, 1:].flatten()).exp())}
     with torch.no_grad():

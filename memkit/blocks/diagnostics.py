@@ -1,7 +1,8 @@
 """Knock-outs and a recorder for the ``MemoryAttention`` layers of a model (or one layer).
 
 Both act where a layer combines its two paths (``MemoryAttention.combine``: y = g·A_mem + (1−g)·A_loc
-per head, before the output projection):
+per head, before the output projection); "read" also silences a context-KV read (``ContextKVCache``, after its
+output projection: it adds nothing to the embeddings), which has no gate:
 
     with knock_out(model, "read"):   # A_mem replaced by zeros, the gate as trained: y = (1−g)·A_loc
         ...
@@ -53,6 +54,8 @@ def knock_out(model_or_layer: nn.Module, what: Literal["read", "gate"]) -> Itera
     layers = list(memory_layers(model_or_layer).values())
     if what == "read":
         layers += list(context_layers(model_or_layer).values())
+    elif not layers and context_layers(model_or_layer):  # would silently measure the intact model
+        raise ValueError("knock_out: 'gate' needs a gated memory layer; a context-KV read has no gate: use 'read'")
     before = [layer.knock_out for layer in layers]
     for layer in layers:
         layer.knock_out = what
