@@ -182,9 +182,9 @@ def report(rows: list[dict], names: list[str], spec: ContextKVReportSpec) -> str
                      [[lab] + [fmt_pm([r], m, d)[0] for m, d in (("oacd_iterations", 1), ("oacd_convergence", 2),
                                                                  ("effective_rank", 2), ("phase1_seconds", 1))]
                       for lab, r in zip(labels, rows)]))
-    epochs = sorted({int(k[1:].split("_")[0]) for r in rows for k in r if k.startswith("e") and k.endswith("_val_ppl_mean")
-                     and k[1:].split("_")[0].isdigit() and r[k] is not None})
-    for lab, r in zip(labels, rows):
+    for lab, r in zip(labels, rows):  # the epochs this run reached (an arm that stopped early has no empty rows)
+        epochs = sorted({int(k[1:].split("_")[0]) for k in r if k.startswith("e") and k.endswith("_val_ppl_mean")
+                         and k[1:].split("_")[0].isdigit() and r[k] is not None})
         cells = [[str(e)] + [fmt_pm([r], f"e{e}_{m}", d)[0] for m, d in (("train_ppl", 1), ("val_ppl", 1), ("val_acc", 3))]
                  for e in epochs]
         out.append(table(f"Phase 2 ({lab})", ["Epoch", "Train PPL", "Val PPL", "Val Acc"], cells))
