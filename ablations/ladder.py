@@ -185,6 +185,17 @@ def _joint(base, design: dict, groups: list[tuple[str, list[str]]], joint: str,
     return [*groups, (name, [p for m in members for p in choices[m]])], name  # last: its fields go to the joint
 
 
+def _distinct(found: list[Rung]) -> list[Rung]:
+    """The rungs in order, each point once."""
+    out, seen = [], set()
+    for r in found:
+        key = repr(sorted((k, str(v)) for k, v in r.point.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
 def is_joint(choice: str) -> bool:
     return choice.startswith("(") and " & " in choice
 
@@ -251,6 +262,7 @@ def plan(base, space: list[tuple[str, str, list]], aliases: dict[str, str],
                 why_not.append(f"--ladder {joint}: {name} means nothing for {label} in either arm")
                 unformed.setdefault(joint, why_not[-1])
             picked += formed
+        picked = _distinct(picked)  # "a+b" and "b+a" set the same fields: one rung pair
         if only is not None and len(picked) == 2:
             names = sorted({r.choice for r in found if r.choice})
             raise ValueError(why_not[0] if why_not else

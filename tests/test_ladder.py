@@ -149,6 +149,8 @@ def test_choices_joined_by_plus_flip_together(tmp_path):
     plus, minus = system(base, by[f"+{joint}"].point), system(base, by[f"−{joint}"].point)
     assert {p for p in plus if plus[p] != careful[p]} == both
     assert {p for p in minus if minus[p] != as_run[p] and p != "arm"} == both
+    twice = grid.check_inputs(grid.build_parser().parse_args(argv + ["--ladder", "whole call+batch,batch+whole call"]))
+    assert len(twice.points) == 4  # the same joint twice is one rung pair, not two trials of each point
     for bad, said in (("whole call+warp drive", "'warp drive' matches none"),
                       ("whole call+ as run", "'as run' matches [2-9]"),
                       ("whole call+whole call as one", "a joint flips two choices or more")):
