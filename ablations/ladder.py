@@ -185,11 +185,16 @@ def _joint(base, design: dict, groups: list[tuple[str, list[str]]], joint: str,
     return [*groups, (name, [p for m in members for p in choices[m]])], name  # last: its fields go to the joint
 
 
+def point_key(point: dict, leave_out: str | None = None) -> str:
+    """A point's identity (its fields but ``leave_out``, values as text, in any order)."""
+    return repr(sorted((k, str(v)) for k, v in point.items() if k != leave_out))
+
+
 def _distinct(found: list[Rung]) -> list[Rung]:
     """The rungs in order, each point once."""
     out, seen = [], set()
     for r in found:
-        key = repr(sorted((k, str(v)) for k, v in r.point.items()))
+        key = point_key(r.point)
         if key not in seen:
             seen.add(key)
             out.append(r)
@@ -285,16 +290,13 @@ def write_ladder(out_dir, trials: list[dict], ladder: LadderPlan, seed_path: str
     difference; returns the sentences (the grid prints them)."""
     from pathlib import Path
 
-    def bare(point: dict) -> str:
-        return repr(sorted((k, str(v)) for k, v in point.items() if k != seed_path))
-
     done = {}
     for t in trials:
         if t.get("status") == "ok":
-            done.setdefault(bare(t["point"]), {})[t["point"].get(seed_path, 0) if seed_path else 0] = t
+            done.setdefault(point_key(t["point"], seed_path), {})[t["point"].get(seed_path, 0) if seed_path else 0] = t
     text, sentences = ["# The ladder: from the as-run arm to the careful one, one choice at a time\n"], []
     for design in dict.fromkeys(label for label, _ in ladder.rungs):
-        results = [RungResult(r, done.get(bare(r.point), {})) for label, r in ladder.rungs if label == design]
+        results = [RungResult(r, done.get(point_key(r.point, seed_path), {})) for label, r in ladder.rungs if label == design]
         sentence = main_choices(results)
         sentences.append(f"{design}: {sentence}")
         text += [f"## {design}\n", ladder_table(results), "", sentence, ""]
