@@ -201,3 +201,55 @@ def test_python_dash_m_entries_exit_2_without_a_traceback(module, tmp_path):
     done = subprocess.run([sys.executable, "-m", module, str(tmp_path), *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 2 and done.stderr.startswith("error: path:") and "Traceback" not in done.stderr
+
+
+OTHER_TEXT = "\n\n".join(f"Chapter {i}: a fox jumps over the lazy dog while {i * 3} geese fly south for winter."
+                         for i in range(60))
+
+
+def test_a_tokenizer_of_the_models_size_with_other_ids_is_refused(tmp_path, capsys):
+    """Another BPE of the same size maps tokens to other ids: evaluate and generate refuse it in one line naming the
+    tokenizer beside the model, as they refuse another size; the one beside the model, given by path, is accepted."""
+    source = tmp_path / "text.txt"
+    source.write_text(TEXT)
+    tok, other = HFTokenizer(train_bpe([TEXT], 300)), HFTokenizer(train_bpe([OTHER_TEXT], 300))
+    assert tok.vocab_size == other.vocab_size and tok.tok.get_vocab() != other.tok.get_vocab()  # the case
+    saved(tmp_path / "m", vocab=tok.vocab_size)
+    tok.save(tmp_path / "m")
+    (tmp_path / "other").mkdir()
+    other.save(tmp_path / "other")
+    lines(capsys)
+    text = ["--task", "ppl", "--source", str(source), "--seq-len", "16", "--val-samples", "4"]
+    cases = [(evaluate_cli, [*text, "--tokenizer-path", str(tmp_path / "other" / "tokenizer.json")]),
+             (generate_cli, ["--prompt", "the miller", "--tokenizer", str(tmp_path / "other" / "tokenizer.json")])]
+    for cli, argv in cases:
+        assert run(cli.main, [str(tmp_path / "m"), *argv]) == 2
+        out, err = lines(capsys)
+        assert out == "" and err.count("\n") == 1, err
+        assert "of its tokens have other ids" in err and str(tmp_path / "m" / "tokenizer.json") in err, err
+    # the model's own tokenizer, given by path, is the same vocabulary
+    assert run(evaluate_cli.main, [str(tmp_path / "m"), *text, "--tokenizer-path",
+                                   str(tmp_path / "m" / "tokenizer.json")]) == 0
+
+
+def test_a_file_that_is_no_tokenizer_and_a_stray_vocab_are_one_line(tmp_path, capsys):
+    """A tokenizer path to a file that is not a tokenizer.json, and --vocab without --tokenizer bpe (it would be
+    ignored: the model's tokenizer has its own size), are one line and exit 2, in the CLIs and in a spec."""
+    from memkit.data.tokenizer import TokenizerSpec
+    from memkit.spec import SpecError
+
+    saved(tmp_path / "m")
+    notes = tmp_path / "notes.md"
+    notes.write_text("# not a tokenizer\n")
+    lines(capsys)
+    cases = [(evaluate_cli, ["--task", "ppl", "--tokenizer-path", str(notes)], "is not a tokenizer.json"),
+             (generate_cli, ["--prompt", "x", "--tokenizer", str(notes)], "is not a tokenizer.json"),
+             (evaluate_cli, ["--task", "ppl", "--vocab", "512"], "--vocab 512: applies only with --tokenizer bpe"),
+             (evaluate_cli, ["--task", "ppl", "--tokenizer", "bytes", "--tokenizer-path", str(notes)],
+              "--tokenizer-path: applies only with --tokenizer file")]
+    for cli, argv, words in cases:
+        assert run(cli.main, [str(tmp_path / "m"), *argv]) == 2
+        out, err = lines(capsys)
+        assert out == "" and err.startswith("error: ") and words in err and err.count("\n") == 1, err
+    with pytest.raises(SpecError, match=r"path: .*notes\.md.* is not a tokenizer\.json"):
+        TokenizerSpec.create(kind="file", path=str(notes))

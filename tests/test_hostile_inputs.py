@@ -179,6 +179,8 @@ GRID_CASES = [
     ("--space memories=-1", ["num_memories must be >= 0", "0: no memory layer"]),
     ("--space memories=true", ["memories", "not an integer"]),
     ("--space model.memory.hidden_size=64", ["memory.hidden_size (64) differs from the model's hidden_size (32)"]),
+    (f"--recipe report_landmarks --space data.tokenizer.kind=file --space data.tokenizer.path={__file__}",
+     ["data.tokenizer: path:", "is not a tokenizer.json"]),  # read before any trial, not in one after Ray started
 ]
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from memkit.cli import Parser, UsageError, quiet_transformers, run
 from memkit.data.corpus import CorpusMissing, TextDataSpec
+from memkit.data.tokenizer import tokenizer_beside, vocabulary_difference
 from memkit.eval.tasks.passkey import PasskeyTask
 from memkit.eval.tasks.recall import RecallTask
 from memkit.eval.tasks.reversal import ReversalTask
@@ -56,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--split-seed", type=int, help="default: 0")
     data.add_argument("--tokenizer", choices=["bpe", "file", "bytes"], help="default: the tokenizer.json beside the "
                       "model, else bpe")
-    data.add_argument("--vocab", type=int, default=1024, help="BPE vocabulary size (--tokenizer bpe)")
+    data.add_argument("--vocab", type=int, help="BPE vocabulary size (--tokenizer bpe; default: 1024)")
     data.add_argument("--tokenizer-path", help="a tokenizer.json (--tokenizer file)")
     return p
 
@@ -109,7 +110,7 @@ def tokenizer_fields(args, saved: dict | None) -> dict:
             raise CheckpointError(f"{beside}: missing; the model was trained with a {kind} tokenizer (its "
                                   "tokenizer.json belongs beside it): give --tokenizer-path")
         return dict(kind="bytes")
-    return dict(kind=args.tokenizer or "bpe", vocab_size=args.vocab, path=args.tokenizer_path)
+    return dict(kind=args.tokenizer or "bpe", vocab_size=args.vocab or 1024, path=args.tokenizer_path)
 
 
 def text_data(args, reversal: ReversalTask | None, saved: dict | None = None):
@@ -134,6 +135,18 @@ def check_vocab(model, needed: int, what: str, trained: int | None = None) -> No
                               "evaluate a model trained on it")
 
 
+def check_same_tokens(tok, folder: str) -> None:
+    """A tokenizer other than the one saved beside the model must give the same ids (a BPE trained again on the same
+    text does); one of the same size that maps tokens to other ids is refused like one of another size."""
+    beside = Path(folder).expanduser() / "tokenizer.json"
+    if not beside.is_file():
+        return
+    why = vocabulary_difference(tok, tokenizer_beside(folder))
+    if why is not None:
+        raise CheckpointError(f"the tokenizer has {why} ({beside}); give the tokenizer the model was trained with "
+                              "(by default the tokenizer.json beside it)")
+
+
 def saved_task(saved: dict | None, task: str) -> dict:
     """The checkpoint's task fields when it was trained on ``task`` (else none)."""
     return dict(saved["fields"]) if saved and saved.get("kind") == task else {}
@@ -153,6 +166,7 @@ def evaluate(args) -> dict:
             raise UsageError(f"{e}, or give your own text: --source <your files>") from None
         trained = saved.get("vocab_size") if saved and saved.get("kind") == "text" else None
         check_vocab(model, data.vocab_size, "the tokenizer", trained)
+        check_same_tokens(data.tokenizer, args.dir)
         if args.task == "ppl":
             return figures.perplexity_figures(model, data.val, args.batch_size)
         if args.task == "position":
@@ -174,6 +188,12 @@ def check(args) -> None:
                         ("--val-samples", args.val_samples), ("--max-chars", args.max_chars), ("--vocab", args.vocab)):
         if value is not None and value < 1:  # None: the checkpoint's own setting, or the default
             raise UsageError(f"{flag}: {value}; give at least 1")
+    if args.vocab is not None and args.tokenizer != "bpe":  # the model's own tokenizer has its own size
+        raise UsageError(f"--vocab {args.vocab}: applies only with --tokenizer bpe (a BPE trained on the text); "
+                         "without it the tokenizer is the one beside the model, or --tokenizer-path")
+    if args.tokenizer_path is not None and args.tokenizer not in (None, "file"):
+        raise UsageError(f"--tokenizer-path: applies only with --tokenizer file (or alone), not --tokenizer "
+                         f"{args.tokenizer}")
     if args.seed < 0 or (args.split_seed is not None and args.split_seed < 0):
         raise UsageError(f"--seed and --split-seed must be >= 0, got {args.seed} and {args.split_seed}")
 

@@ -55,6 +55,40 @@ class HFTokenizer:
         self.tok.save(str(Path(folder) / "tokenizer.json"))
 
 
+def read_tokenizer_file(path: str | os.PathLike) -> HFTokenizer:
+    """The tokenizer in the tokenizer.json at ``path``; a file the tokenizers library cannot read (not JSON, not a
+    tokenizer) is one ``CheckpointError`` naming the file, not the library's parse error."""
+    from tokenizers import Tokenizer
+
+    try:
+        return HFTokenizer(Tokenizer.from_file(str(Path(path).expanduser())))
+    except Exception as e:  # the library raises a bare Exception for a file it cannot parse
+        raise CheckpointError(f"tokenizer: {str(path)!r} is not a tokenizer.json that the tokenizers library can read "
+                              f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); give a tokenizer.json, "
+                              "such as the one saved beside a trained model") from None
+
+
+def vocabulary(tok) -> dict[str, int] | None:
+    """token -> id of a file or BPE tokenizer; None for bytes (whose ids are the bytes themselves)."""
+    return tok.tok.get_vocab(with_added_tokens=True) if isinstance(tok, HFTokenizer) else None
+
+
+def vocabulary_difference(tok, trained) -> str | None:
+    """Why ``tok`` does not give the ids ``trained`` (the tokenizer a model was trained with) gave, or None when it
+    does: another size, bytes against a file, or as many tokens with other ids (another BPE of the same size)."""
+    if tok.vocab_size != trained.vocab_size:
+        return f"a vocabulary of {tok.vocab_size}, the model's tokenizer one of {trained.vocab_size}"
+    mine, theirs = vocabulary(tok), vocabulary(trained)
+    if (mine is None) != (theirs is None):
+        return f"{'bytes' if mine is None else 'a tokenizer.json'}, the model was trained with " \
+               f"{'bytes' if theirs is None else 'a tokenizer.json'}"
+    if mine is not None and mine != theirs:
+        moved = sum(theirs.get(token) != i for token, i in mine.items())
+        return (f"a vocabulary of {tok.vocab_size} like the model's tokenizer, but {moved} of its tokens have other ids "
+                "(another tokenizer of the same size)")
+    return None
+
+
 def save_tokenizer(tok, folder: str | os.PathLike) -> None:
     """Write ``tok`` beside a saved model: tokenizer.json for a BPE or file tokenizer, nothing for bytes (a folder
     without one means bytes)."""
@@ -65,13 +99,11 @@ def save_tokenizer(tok, folder: str | os.PathLike) -> None:
 def tokenizer_beside(folder: str | os.PathLike, path: str | None = None, vocab_size: int | None = None):
     """The tokenizer of the model saved in ``folder``: ``path`` (a tokenizer.json) when given, else the folder's
     tokenizer.json, else bytes (which needs a vocabulary of 257 ids at least)."""
-    from tokenizers import Tokenizer
-
     file = Path(path).expanduser() if path else Path(folder).expanduser() / "tokenizer.json"
     if path and not file.is_file():
         raise CheckpointError(f"tokenizer: no tokenizer file at {path!r}")
     if file.is_file():
-        return HFTokenizer(Tokenizer.from_file(str(file)))
+        return read_tokenizer_file(file)
     if vocab_size is not None and vocab_size < ByteTokenizer.vocab_size:
         raise CheckpointError(f"tokenizer: {str(folder)!r} has no tokenizer.json and its model's vocabulary "
                               f"({vocab_size}) is too small for bytes ({ByteTokenizer.vocab_size}); give a tokenizer.json")
@@ -106,6 +138,10 @@ class TokenizerSpec(Spec):
                 raise ValueError("path: kind='file' needs a path to a tokenizer.json")
             if not Path(self.path).expanduser().is_file():
                 raise ValueError(f"path: no tokenizer file at {self.path!r}")
+            try:  # read now: a file that is no tokenizer fails here, not in a trial after the grid has started
+                read_tokenizer_file(self.path)
+            except CheckpointError as e:
+                raise ValueError(f"path: {str(e).removeprefix('tokenizer: ')}") from None
         return self
 
     def build(self, texts: list[str] | None = None):
@@ -115,7 +151,7 @@ class TokenizerSpec(Spec):
         from tokenizers import Tokenizer
 
         if self.kind == "file":
-            return HFTokenizer(Tokenizer.from_file(str(Path(self.path).expanduser())))
+            return read_tokenizer_file(self.path)
         if not texts:
             raise ValueError("a BPE tokenizer needs training texts")
         digest = hashlib.sha256(f"bpe-v1-{self.vocab_size}".encode())
