@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,12 +97,19 @@ class GridPlan:
         return {k: values[k] if k in values else getattr(self, k) for k in SAVED}
 
 
+def available_recipes() -> list[str]:
+    """The recipes in recipes/: the files that define a ``RECIPE`` (or, the older way, ``PRESETS``); recipe.py, which
+    defines what a recipe is, is none."""
+    return sorted(p.stem for p in RECIPES.glob("*.py") if not p.stem.startswith("_")
+                  and re.search(r"^(RECIPE|PRESETS) *=", p.read_text(encoding="utf-8"), re.M))
+
+
 def check_recipe(name: str) -> Recipe:
     if is_recipe_path(name):
         if not Path(name).is_file():
             raise UsageError(f"--recipe {name!r}: no such file")
-    elif not (name.isidentifier() and (RECIPES / f"{name}.py").exists()):
-        available = sorted(p.stem for p in RECIPES.glob("*.py") if not p.stem.startswith("_"))
+    elif not (name.isidentifier() and name in available_recipes()):
+        available = available_recipes()
         raise UsageError(f"unknown --recipe {name!r}; available: {', '.join(available)} (or a path to a .py file)")
     module = load_recipe(name)
     try:

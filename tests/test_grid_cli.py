@@ -29,6 +29,7 @@ def grid(*args, timeout=600):
         (["--space", "memories=1,4", "--plot", "pairs"], ["--plot 'pairs'", "memories"]),
         (["--space", "update=sideways"], ["update", "linear, delta"]),
         (["--recipe", "nope"], ["unknown --recipe", "infini_pythia"]),
+        (["--recipe", "recipe"], ["unknown --recipe 'recipe'", "report_designs"]),  # the file defining a recipe
         (["--preset", "huge"], ["unknown --preset", "tiny"]),
         (["--bogus"], ["unrecognized arguments"]),
         (["--recipe", "context_kv", "--space", "interval=0"], ["interval", "greater than or equal to 1"]),
@@ -42,6 +43,15 @@ def test_bad_input_exits_2_with_one_line(args, words):
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and all(w in lines[0] for w in words), res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_the_recipes_listed_are_the_ones_that_load():
+    """The list an unknown --recipe prints holds every recipe in recipes/ and only those: each one loads."""
+    from ablations.plan import available_recipes, check_recipe
+
+    names = available_recipes()
+    assert "recipe" not in names and {"report_designs", "infini_pythia", "retrofit"} <= set(names)
+    assert all(check_recipe(name).presets for name in names)
 
 
 def test_list_keys_shows_aliases_types_and_defaults():
