@@ -29,8 +29,16 @@ def fmt_count(rows: list[dict], metric: str) -> list[str]:
     return [f"{r[f'{metric}_mean']:,.0f}" if r.get(f"{metric}_mean") is not None else "" for r in rows]
 
 
+def varying(rows, names) -> list[str]:
+    """The keys of ``names`` whose value differs between rows: a key the grid was given one value of (a fixed
+    override, ``--space data.num_train=48``) names no row apart."""
+    return [k for k in names if len({str(r.get(k)) for r in rows}) > 1]
+
+
 def labels_of(rows, names) -> list[str]:
-    return [", ".join(str(r.get(k)) for k in names) for r in rows]
+    """Each row's label: its values of the keys that vary (of every key in ``names`` when none does)."""
+    keys = varying(rows, names) or names
+    return [", ".join(str(r.get(k)) for k in keys) for r in rows]
 
 
 def recall_tables(rows, labels, spec) -> str:

@@ -31,7 +31,7 @@ from memkit.training.trainer import TrainSpec, evaluate, train
 from recipes import context_kv
 from recipes._arms import Claim, claims_table, mean, memory_use_table
 from recipes._shared import keep_text_data, training_figures
-from recipes._tables import fmt_pm, labels_of, table
+from recipes._tables import fmt_pm, labels_of, table, varying
 from recipes._text_presets import DATA_TRAIN_ALIASES, report_parts, tiny_parts
 from recipes._text_spec import ArmSpec, override, preflight
 from recipes.recipe import Recipe
@@ -194,7 +194,7 @@ def report(rows: list[dict], names: list[str], spec: ContextKVReportSpec) -> str
                       + fmt_pm([r], "sec_per_epoch") + fmt_pm([r], "trainable_share", 2) + fmt_pm([r], "peak_mb", 0)
                       + [f"{fmt_pm([r], 'recall_acc', 3)[0]} ({fmt_pm([r], 'recall_chance', 3)[0]})"]
                       for lab, r in zip(labels, rows)]))
-    key = next((n for n in names if n != "arm"), "arm")
+    key = next((n for n in varying(rows, names) if n != "arm"), "arm")
     out.append(claims_table(CLAIMS, rows, key))
     out.append(memory_use_table(rows, key))
     return "\n".join(out)

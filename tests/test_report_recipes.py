@@ -102,6 +102,9 @@ def test_report_context_kv_runs_both_phases_and_recall_in_both_arms(corpus, tmp_
     used = text[text.index("Is the memory used?"):]  # the context-KV read knocked out; it has no gate to force
     assert "read zeroed (as run)" in used and "gate" not in used and "memory share" not in used
     assert "| the preset |" in used  # one line, the two arms side by side
+    # a key given one value (--space data.num_train=48) names no run apart: the same labels and lines
+    fixed = report_context_kv.report([{**r, "data.num_train": 48} for r in rows], ["data.num_train", "arm"], spec)
+    assert fixed == text
 
 
 def test_the_arm_toggles_the_reports_code_both_ways():
