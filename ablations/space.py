@@ -33,13 +33,26 @@ def leaf_fields(spec_cls: type[BaseModel], prefix: str = "") -> dict[str, Field_
     """Every settable leaf of a spec: dotted path -> field info (nested specs are walked)."""
     out = {}
     for name, info in spec_cls.model_fields.items():
-        ann = info.annotation
+        ann = _optional_model(info.annotation) or info.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             out.update(leaf_fields(ann, f"{prefix}{name}."))
+            if ann is not info.annotation:  # the optional part itself stays a key: recall=none switches it off
+                out[f"{prefix}{name}"] = Field_(f"{prefix}{name}", info.annotation, info.get_default(
+                    call_default_factory=True))
         else:
             default = info.get_default(call_default_factory=True)
             out[f"{prefix}{name}"] = Field_(f"{prefix}{name}", ann, default)
     return out
+
+
+def _optional_model(ann: Any) -> type[BaseModel] | None:
+    """The spec of an optional nested spec (``RecallTask | None``: a recipe's part that can be switched off), so that
+    its fields are keys like any nested spec's."""
+    if typing.get_origin(ann) not in (typing.Union, types.UnionType):
+        return None
+    models = [a for a in typing.get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)]
+    rest = [a for a in typing.get_args(ann) if a is not type(None) and a not in models]
+    return models[0] if len(models) == 1 and not rest else None
 
 
 def type_name(ann: Any) -> str:
@@ -188,7 +201,9 @@ def parse_space(items: list[str], spec_cls: type[Spec], aliases: dict[str, str])
 def set_path(data: dict, path: str, value: Any) -> None:
     *parents, leaf = path.split(".")
     for p in parents:
-        data = data.setdefault(p, {})
+        if data.get(p) is None:  # a part switched off (None) is switched on by setting one of its fields
+            data[p] = {}
+        data = data[p]
     data[leaf] = value
 
 

@@ -176,3 +176,19 @@ def test_family_keys_reach_the_memory_spec():
     assert (spec.landmark, spec.hierarchy, spec.num_memories, spec.top_k, spec.selection_scope) == ("hsa", "hard", 16, 2, "sequence")
     with pytest.raises(SpaceError, match="top_k"):
         grid_points(tiny(), parse("memories=1", "selection=hard", "top_k=2"))
+
+
+def test_an_optional_parts_fields_are_keys_and_setting_one_switches_it_on():
+    """report 004's recall run is an optional part (``RecallTask | None``): its fields are --space keys, typed, and
+    a preset with the part off gets it back, at its defaults but for the field set."""
+    from recipes import report_context_kv as r
+
+    space = parse_space(["recall.num_train=16,32"], r.SPEC, r.ALIASES)
+    assert space == [("recall.num_train", "recall.num_train", [16, 32])]
+    [small, _] = grid_points(r.tiny(), space)
+    assert apply_overrides(r.tiny(), small).recall.num_train == 16
+    off = r.tiny().with_overrides(recall=None)
+    assert apply_overrides(off, {"recall.num_train": 16}).recall.num_train == 16
+    with pytest.raises(SpaceError, match="recall.num_train"):
+        parse_space(["recall.num_train=abc"], r.SPEC, r.ALIASES)
+    assert parse_space(["recall=none"], r.SPEC, r.ALIASES) == [("recall", "recall", [None])]  # still switched off
