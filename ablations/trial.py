@@ -113,7 +113,7 @@ class TuneEpochs:
             return
         folder = Path(tempfile.mkdtemp(prefix="memkit-ckpt-"))
         torch.save(state.as_dict(), folder / "train_state.pt")
-        save_model(model, folder / "model", state.best_state, beside=self.beside)
+        save_model(model, folder / "model", state.best_state, beside=self.beside, shared_memory=state.best_shared)
         self.pending = folder
 
     def __call__(self, row: dict) -> None:

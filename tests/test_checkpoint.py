@@ -1,10 +1,12 @@
 """A trained model on disk: ``save_model`` writes the weights it is given (the best epoch's), ``load`` reads them back."""
 
+import pytest
 import torch
 from torch import nn
 
 import memkit
 from memkit import MemoryLMSpec, Spec
+from memkit.errors import CheckpointError
 from memkit.models.checkpoint import load, save_model
 
 
@@ -69,3 +71,58 @@ def test_a_model_with_a_spec_saves_the_given_weights_and_is_built_again(tmp_path
     assert not torch.allclose(loaded(x), model(x))
     latest = load(save_model(model, tmp_path / "latest"))
     torch.testing.assert_close(latest(x), model(x), rtol=0, atol=0)
+
+
+def shared_once_model(task):
+    torch.manual_seed(0)
+    return MemoryLMSpec.create(vocab_size=task.vocab_size, hidden_size=16, num_layers=1, num_heads=2,
+                               intermediate_size=32, memory=dict(segment_len=4, num_memories=2,
+                                                                 memory_scope="batch_shared",
+                                                                 shared_reset="once")).build()
+
+
+def test_a_model_with_a_batch_shared_memory_validates_from_its_checkpoint_as_its_best_epoch_did(tmp_path):
+    """A "once" memory is what validation reads: the best epoch's memory (as its validation found it) travels
+    with its weights, through the trainer's end, the epoch hook's save and save_model/load."""
+    from memkit.eval.tasks.recall import RecallTask
+    from memkit.models.loading import load_model
+    from memkit.training.trainer import EpochHook, TrainSpec, evaluate, train
+
+    task = RecallTask(segment_len=4, write_segments=3, query_segments=1, num_groups=3, keys_per_group=4,
+                      num_values=6, num_train=64, num_val=16)
+    tr, va = task.splits(0)
+
+    class KeepBest(EpochHook):  # as the grid's hook saves a trial's model after every epoch
+        def save_state(self, state, model):
+            save_model(model, tmp_path / "during", state.best_state, shared_memory=state.best_shared)
+
+    model = shared_once_model(task)
+    result = train(model, tr, va, TrainSpec(lr=3e-3, batch_size=16, max_epochs=3, patience=3, warmup_steps=0),
+                   on_epoch=KeepBest(), progress=False)
+    best = result.best["val_loss"]
+    saved = save_model(model, tmp_path / "after")
+    assert (saved / "shared_memory.pt").is_file()
+    for folder in ("during", "after"):
+        assert evaluate(load_model(tmp_path / folder), va, 16)["loss"] == pytest.approx(best, rel=1e-6)
+    assert evaluate(model, va, 16)["loss"] == pytest.approx(best, rel=1e-6)  # the trainer restored it too
+
+
+def test_a_batch_shared_memory_file_missing_or_broken_is_a_checkpoint_error_naming_it(tmp_path):
+    from memkit.eval.tasks.recall import RecallTask
+    from memkit.models.loading import load_model
+
+    task = RecallTask(segment_len=4, write_segments=3, query_segments=1, num_groups=3, keys_per_group=4,
+                      num_values=6, num_train=16, num_val=16)
+    model = shared_once_model(task)
+    model(task.splits(0)[0][0][:4])  # the memory holds a state
+    folder = save_model(model, tmp_path / "m")
+    file = folder / "shared_memory.pt"
+    file.write_bytes(file.read_bytes()[:50])
+    with pytest.raises(CheckpointError, match="shared_memory.pt.*truncated"):
+        load_model(folder)
+    file.unlink()
+    with pytest.raises(CheckpointError, match="shared_memory.pt.*missing"):
+        load_model(folder)
+    plain = MemoryLMSpec.create(vocab_size=40, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+                                memory=dict(segment_len=4, memory_scope="batch_shared")).build()  # each_epoch
+    assert not (save_model(plain, tmp_path / "plain") / "shared_memory.pt").exists()

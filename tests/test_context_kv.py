@@ -268,3 +268,19 @@ def test_reports_phase1_iterates_the_whole_stream_in_parallel_and_stops_by_their
     conv = [r["convergence"] for r in OACDPretrainer(model, exact).phase1(torch.randint(0, 30, (20, 10)))]
     assert 0.5 < conv[-1] < 0.6 and len(conv) < 150
     assert stop(len(conv) - 1) and not any(stop(i) for i in range(len(conv) - 1))
+
+
+def test_parallel_contexts_in_evaluation_start_from_a_seeded_draw():
+    """Evaluated twice, the same model gives the same logits (its checkpoint reproduces its trial's figures);
+    training still draws from the global generator."""
+    torch.manual_seed(0)
+    model = ContextKVLMSpec.create(vocab_size=30, hidden_size=16, num_heads=2, contexts="parallel_iterations",
+                                   context_iterations=3, train_context_iterations=3,
+                                   context=dict(context_dim=8, interval=2, max_contexts=3)).build()
+    ids = torch.randint(0, 30, (2, 10))
+    model.eval()
+    with torch.no_grad():
+        first, second = model(ids)[0], model(ids)[0]
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+    model.train()
+    assert not torch.allclose(model.contexts(ids), model.contexts(ids))

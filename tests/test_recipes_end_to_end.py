@@ -29,7 +29,7 @@ class KeepBest(EpochHook):
         self.rows.append(row)
 
     def save_state(self, state, model) -> None:
-        save_model(model, self.folder, state.best_state, beside=self.beside)
+        save_model(model, self.folder, state.best_state, beside=self.beside, shared_memory=state.best_shared)
 
     def keep_beside_model(self, write) -> None:
         self.beside.append(write)
@@ -152,19 +152,41 @@ def evaluate_cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+def reproduce_point(case: str, corpus: str, tmp_path: Path) -> dict:
+    """The micro point of each arm the reproduce test runs."""
+    base = text_micro(corpus, tmp_path)
+    if case == "report_designs-careful":
+        return {**base, "model.memory.num_memories": 2, "arm": "careful", "evals": ["reversal"]}
+    if case == "report_hsa-as_run":  # its memory is batch-shared, reset once: validation reads what training wrote
+        return {**base, "landmark": "memory_norm", "arm": "as_run", "evals": ["reversal"]}
+    # report_context_kv as run: parallel fixed-point contexts from a random start
+    point = {k: v for k, v in base.items() if k.startswith(("data.", "train."))}
+    return {**point, "arm": "as_run", "oacd.max_iterations": 2, "recall.num_train": 16, "recall.num_val": 4,
+            "recall_train.max_epochs": 1, "recall_train.batch_size": 16}
+
+
 @pytest.mark.slow
-def test_evaluate_on_a_trials_checkpoint_reproduces_its_val_ppl(corpus, tmp_path):
-    """The checkpoint carries its tokenizer (trained on the recipe's text plus its reversal facts) and its data
-    settings: ``memkit.evaluate DIR --task ppl`` with no data flags prints the trial's own val_ppl; another
-    tokenizer is refused, naming both vocabularies."""
+@pytest.mark.parametrize("case", ["report_designs-careful", "report_hsa-as_run", "report_context_kv-as_run"])
+def test_evaluate_on_a_trials_checkpoint_reproduces_its_val_ppl(case, corpus, tmp_path):
+    """The checkpoint carries its tokenizer (trained on the recipe's text plus its reversal facts), its data
+    settings and, for a batch-shared memory kept across validations, that memory as the best epoch's validation
+    read it: ``memkit.evaluate DIR --task ppl`` with no data flags prints the trial's own val_ppl (also for
+    contexts drawn at random, seeded in evaluation); another tokenizer is refused, naming both vocabularies."""
+    from ablations.trial import load_recipe
+
     folder = tmp_path / "model"
-    point = {**text_micro(corpus, tmp_path), "model.memory.num_memories": 2, "arm": "careful",
-             "evals": ["reversal"]}
-    out = run_point("report_designs", "tiny", point, on_epoch=KeepBest(folder))
+    recipe = case.split("-")[0]
+    point = reproduce_point(case, corpus, tmp_path)
+    aliases = getattr(load_recipe(recipe), "ALIASES", {})
+    point = {aliases.get(k, k): v for k, v in point.items()}
+    out = run_point(recipe, "tiny", point, on_epoch=KeepBest(folder))
     assert (folder / "tokenizer.json").is_file() and (folder / "memkit_data.json").is_file()
+    assert (folder / "shared_memory.pt").is_file() == (case == "report_hsa-as_run")
     run = evaluate_cli(str(folder), "--task", "ppl", "--batch-size", "16")
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["val_ppl"] == pytest.approx(out["val_ppl"], rel=1e-6)
+    if case != "report_designs-careful":
+        return
     # a BPE of another size over the same text: refused, naming both vocabularies
     other = evaluate_cli(str(folder), "--task", "ppl", "--tokenizer", "bpe", "--vocab", "280")
     assert other.returncode == 2 and "vocabulary of 280" in other.stderr and f"one of {out_vocab(folder)}" in other.stderr

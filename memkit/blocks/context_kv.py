@@ -26,6 +26,9 @@ from torch import nn
 
 from memkit.spec import Spec
 
+# the seed of the parallel iteration's random start in evaluation (``ContextBlock.parallel``)
+EVAL_START_SEED = 0
+
 
 class ContextBlock(nn.Module):
     """e [B,T,D] -> contexts [B,T,C]; recurrent over tokens, so c_t depends on tokens ≤ t only.
@@ -65,9 +68,17 @@ class ContextBlock(nn.Module):
         """The reports' parallel fixed-point iteration: every token's context recomputed at once from the
         previous iteration's contexts shifted by one (zero before the first token), plus N(0, noise²)
         noise. e [B,T,D] -> [B,T,C]; ``start`` [B,T,C] (default: random). Without noise, T iterations
-        reach the recurrent ``forward`` exactly (each one fixes one more position)."""
+        reach the recurrent ``forward`` exactly (each one fixes one more position). The random start is
+        drawn from the global generator in training (as the reports ran) and from a generator seeded with
+        ``EVAL_START_SEED`` in evaluation, so that a model measured twice on the same data (in its trial, and
+        again from its checkpoint) gives the same figure."""
         e = self.norm_in(e)
-        c = torch.randn(*e.shape[:-1], self.context_dim, device=e.device, dtype=e.dtype) if start is None else start
+        if start is None:
+            # evaluation: fewer iterations than positions leave the start in the output; an unseeded start made
+            # every evaluation of the same model differ (a checkpoint could not reproduce its trial's val_ppl)
+            gen = None if self.training else torch.Generator(device=e.device).manual_seed(EVAL_START_SEED)
+            start = torch.randn(*e.shape[:-1], self.context_dim, device=e.device, dtype=e.dtype, generator=gen)
+        c = start
         for _ in range(iterations):
             c = self.cell(F.pad(c, (0, 0, 1, 0))[:, :-1], e)
             if noise:

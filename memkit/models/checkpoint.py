@@ -4,6 +4,11 @@ A transformers model (``save_pretrained``) is written in the ecosystem's format:
 ``model.safetensors``, loadable with ``AutoModelForCausalLM.from_pretrained`` after ``import memkit``.
 Any other model is written as its weights (``model.pt``) and, when it carries the spec it was built
 from (``model.spec``), that spec (``spec.json``) so that ``load`` can build it again.
+
+A model whose batch-shared memory carries its state into validation (``memory_scope="batch_shared"`` with
+``shared_reset="once"``) is measured on that state, so the memory is saved beside the weights
+(``shared_memory.pt``: the exported states keyed by module name; the best epoch's as its validation found them,
+given as ``shared_memory``) and restored by ``load``/``load_model``. Any other model gets no such file.
 """
 
 from __future__ import annotations
@@ -21,18 +26,88 @@ from memkit.models.pretrained import CheckpointError
 
 # what a trial's data was, beside its model: ``memkit.evaluate`` reads it to measure the model as it was trained
 DATA_FILE = "memkit_data.json"
+# the batch-shared memories a model validates on (``shared_reset="once"``), beside its weights
+SHARED_FILE = "shared_memory.pt"
+_SHARED_KEYS = {"M", "z", "writes", "empty", "lm_sum", "lm_count"}
 
 
 def save_model(model: nn.Module, directory: str | os.PathLike, state_dict: dict | None = None,
-               beside: Iterable[Callable[[Path], None]] = ()) -> Path:
+               beside: Iterable[Callable[[Path], None]] = (), shared_memory: dict | None = None) -> Path:
     """Write ``model`` (with ``state_dict`` as its weights, e.g. the best epoch's) to ``directory``; each of
-    ``beside`` then writes what travels with it into the folder (its tokenizer, ``write_data_settings``)."""
+    ``beside`` then writes what travels with it into the folder (its tokenizer, ``write_data_settings``).
+    A model whose batch-shared memory carries into validation also gets ``shared_memory.pt``: ``shared_memory``
+    (``export_shared_memories``'s, e.g. the trainer's ``best_shared``, to go with ``state_dict``), or the
+    memory as the model holds it now."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     _save_weights(model, out, state_dict)
+    _save_shared(model, out, shared_memory)
     for write in beside:
         write(out)
     return out
+
+
+def _carried(model: nn.Module) -> dict:
+    """The batch-shared memories a validation reads as training left them ("once"), by module name."""
+    from memkit.training.resume import _shared_memories
+
+    return {name: mem for name, mem in _shared_memories(model).items() if mem.reset_policy != "each_epoch"}
+
+
+def _save_shared(model: nn.Module, out: Path, shared_memory: dict | None) -> None:
+    carried = _carried(model)
+    if not carried:
+        return
+    if shared_memory is None:
+        from memkit.training.resume import export_shared_memories
+
+        shared_memory = export_shared_memories(model)
+    torch.save({"memories": {name: shared_memory.get(name) for name in carried}}, out / SHARED_FILE)
+
+
+def load_shared_memory(model: nn.Module, folder: str | os.PathLike) -> nn.Module:
+    """``model``'s batch-shared memories back to what ``save_model`` wrote beside it (``shared_memory.pt``);
+    nothing for a model without one that carries into validation. A file missing, unreadable or not for this
+    model is a ``CheckpointError`` naming it."""
+    carried = _carried(model)
+    if not carried:
+        return model
+    file = Path(folder).expanduser() / SHARED_FILE
+    if not file.is_file():
+        raise CheckpointError(f"load: {str(file)!r} is missing: this model's batch-shared memory (shared_reset='once') "
+                              "is what its validation reads, and it was saved without it (by save_pretrained alone, "
+                              "or by an older memkit); save it again with memkit.models.checkpoint.save_model")
+    device = next(model.parameters()).device
+    try:
+        saved = torch.load(file, map_location=device, weights_only=True)
+        memories = saved["memories"]
+        missing = sorted(set(carried) - set(memories))
+        if missing:
+            raise ValueError(f"no state for {', '.join(missing)}")
+        for name, mem in carried.items():
+            _check_shared(mem, memories[name])
+    except Exception as e:  # noqa: BLE001  (torch raises several types for a broken file)
+        raise CheckpointError(f"load: {str(file)!r} holds no batch-shared memory for this model "
+                              f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}; "
+                              "truncated?); save the model again") from None
+    for name, mem in carried.items():
+        mem.restore(memories[name])
+    return model
+
+
+def _check_shared(mem, data) -> None:
+    """``data`` is None or an export of a state shaped as ``mem``'s, or ValueError."""
+    if data is None:
+        return
+    if not isinstance(data, dict) or set(data) != _SHARED_KEYS:
+        raise ValueError(f"a state has keys {sorted(data) if isinstance(data, dict) else type(data).__name__}")
+    empty = mem._empty("cpu", torch.float32)
+    expected = {"M": empty.memory.M, "z": empty.memory.z, "lm_sum": empty.lm_sum, "lm_count": empty.lm_count}
+    for key, like in expected.items():
+        got = data[key]
+        if (like is None) != (got is None) or (like is not None and tuple(got.shape) != tuple(like.shape)):
+            raise ValueError(f"{key} is {None if got is None else tuple(got.shape)}, the model's "
+                             f"{None if like is None else tuple(like.shape)}")
 
 
 def write_data_settings(kind: str, fields: dict, vocab_size: int | None = None) -> Callable[[Path], None]:
@@ -94,6 +169,6 @@ def load(path: str | os.PathLike, map_location="cpu") -> nn.Module:
             raise CheckpointError(f"load: {str(where / 'model.pt')!r} holds no weights for this spec "
                                   f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}; "
                                   "truncated?)") from None
-        return model.eval()
+        return load_shared_memory(model, where).eval()
     raise CheckpointError(f"load: no model at {str(path)!r}: expected config.json (a transformers model) or spec.json "
                      "with model.pt (a grid checkpoint's model folder)")

@@ -95,7 +95,8 @@ def check_weights(folder: Path) -> None:
 
 def load_model(path, dtype: torch.dtype = torch.float32):
     """The model saved at ``path``: a ``MemoryLM`` / ``ContextKVLM``, or a ``NeoXBaseline`` for a GPT-NeoX
-    checkpoint; in eval mode."""
+    checkpoint; in eval mode, with its batch-shared memory as saved beside it (``shared_memory.pt``, see
+    ``memkit.models.checkpoint``)."""
     from transformers import AutoModelForCausalLM, GPTNeoXForCausalLM
 
     kind = model_type(path)
@@ -105,11 +106,15 @@ def load_model(path, dtype: torch.dtype = torch.float32):
         try:
             if kind == "gpt_neox":
                 return NeoXBaseline(GPTNeoXForCausalLM.from_pretrained(folder, dtype=dtype)).eval()
-            return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
         except (SpecError, CheckpointError):
             raise
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:  # what transformers raises for a bad save
             raise CheckpointError(f"path: the model in {folder!r} cannot be loaded ({type(e).__name__}: "
                                   f"{str(e).strip().splitlines()[0] if str(e).strip() else 'no message'})") from None
+        from memkit.models.checkpoint import load_shared_memory
+
+        # a batch-shared memory that validation reads ("once"): as saved beside the weights
+        return load_shared_memory(model, folder).eval()
     raise CheckpointError(f"path: {str(path)!r} holds a {kind!r} model; memkit opens its own models (model_type "
                           f"{' or '.join(repr(t) for t in MEMKIT_TYPES)}) and GPT-NeoX checkpoints ('gpt_neox')")

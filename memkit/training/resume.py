@@ -19,8 +19,10 @@ class TrainState:
 
     ``as_dict`` gives plain tensors and numbers (``torch.save``-able, loadable with ``weights_only``);
     ``from_dict`` reads them back. ``model``/``optimizer`` are the current weights and optimiser state,
-    ``best_state`` the best epoch's weights, ``rng`` the generators (data order, torch, Python),
-    ``shared`` the reports' batch-shared memories (they can carry across epochs)."""
+    ``best_state`` the best epoch's weights, ``best_shared`` the batch-shared memories as the best epoch's
+    validation found them (``export_shared_memories``: what that validation read, restored with the best
+    weights), ``rng`` the generators (data order, torch, Python), ``shared`` the reports' batch-shared
+    memories now (they can carry across epochs)."""
 
     epoch: int = 0
     step: int = 0
@@ -31,6 +33,7 @@ class TrainState:
     train_tokens: int = 0
     result: dict = field(default_factory=dict)
     best_state: dict | None = None
+    best_shared: dict | None = None
     model: dict | None = None
     optimizer: dict | None = None
     rng: dict | None = None
@@ -67,6 +70,19 @@ def _shared_memories(model: nn.Module) -> dict:
     return {name: mod.shared for name, mod in model.named_modules() if getattr(mod, "shared", None) is not None}
 
 
+def export_shared_memories(model: nn.Module) -> dict:
+    """A copy of every batch-shared memory's state, keyed by its module's name (None: empty); {} for a model
+    without one. ``restore_shared_memories`` puts it back."""
+    return {name: copy.deepcopy(mem.export()) for name, mem in _shared_memories(model).items()}
+
+
+def restore_shared_memories(model: nn.Module, saved: dict) -> None:
+    """Every batch-shared memory of ``model`` back to its state in ``saved`` (``export_shared_memories``'s; a
+    memory it does not name is emptied)."""
+    for name, mem in _shared_memories(model).items():
+        mem.restore(copy.deepcopy(saved.get(name)))
+
+
 class Resumable:
     """The trainer's side of an ``EpochHook``: ``start()`` gives the state to begin from (the hook's saved one,
     with weights, optimiser, generators and shared memories put back, or a fresh one); ``save(state, result)``
@@ -87,8 +103,7 @@ class Resumable:
         self.gen.set_state(state.rng["order"])
         torch.set_rng_state(state.rng["torch"])
         random.setstate(state.rng["python"])
-        for name, mem in _shared_memories(self.model).items():
-            mem.restore(state.shared.get(name))
+        restore_shared_memories(self.model, state.shared)
         return state, state.result
 
     def save(self, state: TrainState, result) -> None:
@@ -98,5 +113,5 @@ class Resumable:
         state.model = copy.deepcopy(self.model.state_dict())
         state.optimizer = copy.deepcopy(self.opt.state_dict())
         state.rng = {"order": self.gen.get_state(), "torch": torch.get_rng_state(), "python": random.getstate()}
-        state.shared = {name: mem.export() for name, mem in _shared_memories(self.model).items()}
+        state.shared = export_shared_memories(self.model)
         self.save_state(state, self.model)

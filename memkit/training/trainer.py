@@ -29,7 +29,13 @@ from torch import nn
 from memkit.eval.metrics import IGNORE, correct_count, peak_memory_mb, perplexity, token_nll
 from memkit.models.inference import batch_logits
 from memkit.spec import Spec
-from memkit.training.resume import EpochHook, Resumable, TrainState  # noqa: F401  (EpochHook: its old home)
+from memkit.training.resume import (  # noqa: F401  (EpochHook: its old home)
+    EpochHook,
+    Resumable,
+    TrainState,
+    export_shared_memories,
+    restore_shared_memories,
+)
 from memkit.training.step import OptimiserStep, lr_factor  # noqa: F401  (lr_factor: its old home)
 
 log = logging.getLogger("memkit.train")
@@ -282,7 +288,8 @@ def train(
     every epoch, the same n each time). Each epoch: one pass over shuffled train data, then
     validation. Stops when solved (val accuracy >= ``solve_at``), after ``patience`` epochs without
     the monitored figure (val loss, or val accuracy) improving by more than ``min_delta``, or at
-    ``max_epochs``; restores the best epoch's weights. ``on_epoch`` receives each epoch's figures
+    ``max_epochs``; restores the best epoch's weights (and its batch-shared memories, as its validation
+    found them). ``on_epoch`` receives each epoch's figures
     as they come; each epoch is also a line on the ``memkit.train`` logger (and on stderr with
     ``progress``). An ``on_epoch`` with ``save_state``/``resume_state`` (``EpochHook``) keeps the run
     resumable: resumed, it goes on from the saved epoch exactly as if it had never stopped.
@@ -303,11 +310,15 @@ def train(
     while not state.done and state.epoch < spec.max_epochs:
         epoch = state.epoch + 1
         nll_sum, scored, seconds = _train_epoch(model, step, draws, epoch, state, gen, shown)
+        # the batch-shared memories as this validation starts (a "once" memory is not reset there: this is what the
+        # validation reads, and with shared_validation="writes" it then writes them): kept with the weights if the
+        # epoch is the best, so that the best model measures again as it did here
+        shared = export_shared_memories(model)
         row = _epoch_row(epoch, nll_sum, scored, seconds, evaluate(model, val_data, spec.batch_size), step.lr)
         improved = stopping.judge(row, state)
         if improved:
             result.best_epoch, result.best = epoch, dict(row)
-            state.best_state = copy.deepcopy(model.state_dict())
+            state.best_state, state.best_shared = copy.deepcopy(model.state_dict()), shared
         result.history.append({**row, "best": improved})
         reason = stopping.reason(row, state)
         if reason is not None:
@@ -321,10 +332,13 @@ def train(
 
 
 def _finish(model: nn.Module, state: TrainState, result: TrainResult, device: torch.device) -> TrainResult:
-    """Restores the best epoch's weights; fills in how the run ended and its speed."""
+    """Restores the best epoch's weights and batch-shared memories (as its validation found them); fills in how
+    the run ended and its speed."""
     result.stopped_early = result.stop != "cap"
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
+        if state.best_shared is not None:
+            restore_shared_memories(model, state.best_shared)
     result.seconds_per_epoch = state.train_seconds / max(len(result.history), 1)
     result.tokens_per_second = state.train_tokens / state.train_seconds if state.train_seconds else 0.0
     result.peak_memory_mb = peak_memory_mb(device)

@@ -53,7 +53,8 @@ class BatchSharedMemory:
             self.state = None
 
     def export(self) -> dict | None:
-        """The state as plain tensors and numbers (for a training checkpoint); None when empty."""
+        """The state as plain tensors and numbers (for a training checkpoint, and beside a saved model: see
+        ``memkit.models.checkpoint``); None when empty."""
         if self.state is None:
             return None
         mem = self.state.memory
@@ -82,6 +83,8 @@ class BatchSharedMemory:
         B = seg.q.shape[0]
         if self.state is None:
             self.state = self._empty(seg.q.device, seg.q.dtype)
+        elif self.state.memory.M.device != seg.q.device:  # restored from a file, then the model moved
+            self.restore({k: v.to(seg.q.device) if torch.is_tensor(v) else v for k, v in self.export().items()})
         grow = lambda t: None if t is None else t.expand(B, *t.shape[1:])  # noqa: E731
         M, z = self.state.memory.stacked()
         # landmarks of the one shared state, computed once (an encoder landmark would run B times on copies)
