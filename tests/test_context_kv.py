@@ -271,8 +271,8 @@ def test_reports_phase1_iterates_the_whole_stream_in_parallel_and_stops_by_their
 
 
 def test_parallel_contexts_in_evaluation_start_from_a_seeded_draw():
-    """Evaluated twice, the same model gives the same logits (its checkpoint reproduces its trial's figures);
-    training still draws from the global generator."""
+    """Evaluated twice, or in batches of other sizes, the same model gives the same logits (its checkpoint
+    reproduces its trial's figures); training still draws from the global generator."""
     torch.manual_seed(0)
     model = ContextKVLMSpec.create(vocab_size=30, hidden_size=16, num_heads=2, contexts="parallel_iterations",
                                    context_iterations=3, train_context_iterations=3,
@@ -282,5 +282,8 @@ def test_parallel_contexts_in_evaluation_start_from_a_seeded_draw():
     with torch.no_grad():
         first, second = model(ids)[0], model(ids)[0]
     torch.testing.assert_close(first, second, rtol=0, atol=0)
+    with torch.no_grad():  # a sequence's logits are its own, whatever batch it is measured in (--batch-size)
+        alone = torch.cat([model(ids[i:i + 1])[0] for i in range(2)])
+    torch.testing.assert_close(alone, first, rtol=1e-5, atol=1e-5)
     model.train()
     assert not torch.allclose(model.contexts(ids), model.contexts(ids))

@@ -70,14 +70,19 @@ class ContextBlock(nn.Module):
         noise. e [B,T,D] -> [B,T,C]; ``start`` [B,T,C] (default: random). Without noise, T iterations
         reach the recurrent ``forward`` exactly (each one fixes one more position). The random start is
         drawn from the global generator in training (as the reports ran) and from a generator seeded with
-        ``EVAL_START_SEED`` in evaluation, so that a model measured twice on the same data (in its trial, and
-        again from its checkpoint) gives the same figure."""
+        ``EVAL_START_SEED`` in evaluation (one draw per position, shared by the rows), so that a model measured
+        twice on the same data (in its trial, and again from its checkpoint, in batches of any size) gives the
+        same figure."""
         e = self.norm_in(e)
         if start is None:
             # evaluation: fewer iterations than positions leave the start in the output; an unseeded start made
             # every evaluation of the same model differ (a checkpoint could not reproduce its trial's val_ppl)
-            gen = None if self.training else torch.Generator(device=e.device).manual_seed(EVAL_START_SEED)
-            start = torch.randn(*e.shape[:-1], self.context_dim, device=e.device, dtype=e.dtype, generator=gen)
+            if self.training:
+                start = torch.randn(*e.shape[:-1], self.context_dim, device=e.device, dtype=e.dtype)
+            else:  # one draw per position, the same for every row: a sequence's figure is its own, whatever batch
+                gen = torch.Generator(device=e.device).manual_seed(EVAL_START_SEED)
+                start = torch.randn(e.shape[-2], self.context_dim, device=e.device, dtype=e.dtype, generator=gen)
+                start = start.expand(*e.shape[:-1], self.context_dim)
         c = start
         for _ in range(iterations):
             c = self.cell(F.pad(c, (0, 0, 1, 0))[:, :-1], e)

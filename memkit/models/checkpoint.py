@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -49,9 +50,9 @@ def save_model(model: nn.Module, directory: str | os.PathLike, state_dict: dict 
 
 def _carried(model: nn.Module) -> dict:
     """The batch-shared memories a validation reads as training left them ("once"), by module name."""
-    from memkit.training.resume import _shared_memories
+    from memkit.training.resume import shared_memories
 
-    return {name: mem for name, mem in _shared_memories(model).items() if mem.reset_policy != "each_epoch"}
+    return {name: mem for name, mem in shared_memories(model).items() if mem.reset_policy != "each_epoch"}
 
 
 def _save_shared(model: nn.Module, out: Path, shared_memory: dict | None) -> None:
@@ -67,16 +68,17 @@ def _save_shared(model: nn.Module, out: Path, shared_memory: dict | None) -> Non
 
 def load_shared_memory(model: nn.Module, folder: str | os.PathLike) -> nn.Module:
     """``model``'s batch-shared memories back to what ``save_model`` wrote beside it (``shared_memory.pt``);
-    nothing for a model without one that carries into validation. A file missing, unreadable or not for this
-    model is a ``CheckpointError`` naming it."""
+    nothing for a model without one that carries into validation. A missing file is a warning (the memory starts
+    empty); one unreadable or not for this model is a ``CheckpointError`` naming it."""
     carried = _carried(model)
     if not carried:
         return model
     file = Path(folder).expanduser() / SHARED_FILE
-    if not file.is_file():
-        raise CheckpointError(f"load: {str(file)!r} is missing: this model's batch-shared memory (shared_reset='once') "
-                              "is what its validation reads, and it was saved without it (by save_pretrained alone, "
-                              "or by an older memkit); save it again with memkit.models.checkpoint.save_model")
+    if not file.is_file():  # saved by save_pretrained alone, or by an older memkit: usable, but not its trial's figures
+        warnings.warn(f"{str(file)!r} is missing: this model's batch-shared memory (shared_reset='once') starts empty, "
+                      "so its validation figures differ from those of the run that saved it (save_model writes it)",
+                      stacklevel=2)
+        return model
     device = next(model.parameters()).device
     try:
         saved = torch.load(file, map_location=device, weights_only=True)

@@ -66,20 +66,20 @@ class EpochHook:
         """``write(folder)`` runs each time the model is saved, into its folder (its tokenizer, its data)."""
 
 
-def _shared_memories(model: nn.Module) -> dict:
+def shared_memories(model: nn.Module) -> dict:
     return {name: mod.shared for name, mod in model.named_modules() if getattr(mod, "shared", None) is not None}
 
 
 def export_shared_memories(model: nn.Module) -> dict:
     """A copy of every batch-shared memory's state, keyed by its module's name (None: empty); {} for a model
     without one. ``restore_shared_memories`` puts it back."""
-    return {name: copy.deepcopy(mem.export()) for name, mem in _shared_memories(model).items()}
+    return {name: copy.deepcopy(mem.export()) for name, mem in shared_memories(model).items()}
 
 
 def restore_shared_memories(model: nn.Module, saved: dict) -> None:
     """Every batch-shared memory of ``model`` back to its state in ``saved`` (``export_shared_memories``'s; a
     memory it does not name is emptied)."""
-    for name, mem in _shared_memories(model).items():
+    for name, mem in shared_memories(model).items():
         mem.restore(copy.deepcopy(saved.get(name)))
 
 
