@@ -112,7 +112,7 @@ def load_model(path, dtype: torch.dtype = torch.float32):
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:  # what transformers raises for a bad save
             raise CheckpointError(f"path: the model in {folder!r} cannot be loaded ({type(e).__name__}: "
                                   f"{str(e).strip().splitlines()[0] if str(e).strip() else 'no message'})") from None
-        from memkit.models.checkpoint import load_shared_memory
+        from memkit.models.shared_memory import load_shared_memory
 
         # a batch-shared memory that validation reads ("once"): as saved beside the weights
         return load_shared_memory(model, folder).eval()
