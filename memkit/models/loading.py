@@ -96,7 +96,7 @@ def check_weights(folder: Path) -> None:
 def load_model(path, dtype: torch.dtype = torch.float32):
     """The model saved at ``path``: a ``MemoryLM`` / ``ContextKVLM``, or a ``NeoXBaseline`` for a GPT-NeoX
     checkpoint; in eval mode, with its batch-shared memory as saved beside it (``shared_memory.pt``, see
-    ``memkit.models.checkpoint``)."""
+    ``memkit.models.shared_memory``)."""
     from transformers import AutoModelForCausalLM, GPTNeoXForCausalLM
 
     kind = model_type(path)

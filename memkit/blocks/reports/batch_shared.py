@@ -54,7 +54,7 @@ class BatchSharedMemory:
 
     def export(self) -> dict | None:
         """The state as plain tensors and numbers (for a training checkpoint, and beside a saved model: see
-        ``memkit.models.checkpoint``); None when empty."""
+        ``memkit.models.shared_memory``); None when empty."""
         if self.state is None:
             return None
         mem = self.state.memory
