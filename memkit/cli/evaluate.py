@@ -28,7 +28,7 @@ from pathlib import Path
 
 from memkit.cli import Parser, UsageError, quiet_transformers, run
 from memkit.data.corpus import CorpusMissing, TextDataSpec
-from memkit.data.tokenizer import tokenizer_beside, vocabulary_difference
+from memkit.data.tokenizer import check_trained_tokenizer
 from memkit.eval.tasks.passkey import PasskeyTask
 from memkit.eval.tasks.recall import RecallTask
 from memkit.eval.tasks.reversal import ReversalTask
@@ -135,18 +135,6 @@ def check_vocab(model, needed: int, what: str, trained: int | None = None) -> No
                               "evaluate a model trained on it")
 
 
-def check_same_tokens(tok, folder: str) -> None:
-    """A tokenizer other than the one saved beside the model must give the same ids (a BPE trained again on the same
-    text does); one of the same size that maps tokens to other ids is refused like one of another size."""
-    beside = Path(folder).expanduser() / "tokenizer.json"
-    if not beside.is_file():
-        return
-    why = vocabulary_difference(tok, tokenizer_beside(folder))
-    if why is not None:
-        raise CheckpointError(f"the tokenizer has {why} ({beside}); give the tokenizer the model was trained with "
-                              "(by default the tokenizer.json beside it)")
-
-
 def saved_task(saved: dict | None, task: str) -> dict:
     """The checkpoint's task fields when it was trained on ``task`` (else none)."""
     return dict(saved["fields"]) if saved and saved.get("kind") == task else {}
@@ -166,7 +154,7 @@ def evaluate(args) -> dict:
             raise UsageError(f"{e}, or give your own text: --source <your files>") from None
         trained = saved.get("vocab_size") if saved and saved.get("kind") == "text" else None
         check_vocab(model, data.vocab_size, "the tokenizer", trained)
-        check_same_tokens(data.tokenizer, args.dir)
+        check_trained_tokenizer(data.tokenizer, args.dir)
         if args.task == "ppl":
             return figures.perplexity_figures(model, data.val, args.batch_size)
         if args.task == "position":

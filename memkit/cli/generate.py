@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 import torch
 
 from memkit.cli import Parser, UsageError, quiet_transformers, run
-from memkit.data.tokenizer import tokenizer_beside, vocabulary_difference
+from memkit.data.tokenizer import check_trained_tokenizer, tokenizer_beside
 from memkit.models.builder import MemoryBuilder
 from memkit.models.checkpoint import read_data_settings
 from memkit.models.generation import sampling_errors
@@ -85,11 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     if trained is not None and tok.vocab_size != trained:
         raise CheckpointError(f"tokenizer: {args.tokenizer or 'the one found'} has a vocabulary of {tok.vocab_size} "
                               f"but the model was trained with one of {trained}; give the tokenizer it was trained with")
-    beside = Path(args.dir).expanduser() / "tokenizer.json"
-    why = vocabulary_difference(tok, tokenizer_beside(args.dir)) if args.tokenizer and beside.is_file() else None
-    if why is not None:  # another tokenizer of the same size would give other ids: gibberish, silently
-        raise CheckpointError(f"tokenizer: {args.tokenizer} has {why} ({beside}); give the tokenizer it was trained "
-                              "with (by default the one beside it)")
+    if args.tokenizer:
+        check_trained_tokenizer(tok, args.dir, f"tokenizer: {args.tokenizer}")
     ids = torch.tensor([tok.encode(args.prompt)], dtype=torch.long)
     if ids.numel() == 0:
         raise CheckpointError("prompt: it encodes to no tokens; give some text")

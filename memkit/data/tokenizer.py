@@ -7,6 +7,7 @@ Every tokenizer has ``encode(text) -> list[int]``, ``decode(ids) -> str``, ``voc
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -57,13 +58,21 @@ class HFTokenizer:
 
 def read_tokenizer_file(path: str | os.PathLike) -> HFTokenizer:
     """The tokenizer in the tokenizer.json at ``path``; a file the tokenizers library cannot read (not JSON, not a
-    tokenizer) is one ``CheckpointError`` naming the file, not the library's parse error."""
+    tokenizer) is one ``CheckpointError`` naming the file, not the library's parse error. Read once per file version:
+    a spec checks its file when it is validated, and builds from it again."""
+    file = Path(path).expanduser()
+    stat = file.stat()
+    return _read_tokenizer(str(file), stat.st_mtime_ns, stat.st_size, str(path))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_tokenizer(file: str, mtime_ns: int, size: int, given: str) -> HFTokenizer:
     from tokenizers import Tokenizer
 
     try:
-        return HFTokenizer(Tokenizer.from_file(str(Path(path).expanduser())))
+        return HFTokenizer(Tokenizer.from_file(file))
     except Exception as e:  # the library raises a bare Exception for a file it cannot parse
-        raise CheckpointError(f"tokenizer: {str(path)!r} is not a tokenizer.json that the tokenizers library can read "
+        raise CheckpointError(f"tokenizer: {given!r} is not a tokenizer.json that the tokenizers library can read "
                               f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); give a tokenizer.json, "
                               "such as the one saved beside a trained model") from None
 
@@ -87,6 +96,18 @@ def vocabulary_difference(tok, trained) -> str | None:
         return (f"a vocabulary of {tok.vocab_size} like the model's tokenizer, but {moved} of its tokens have other ids "
                 "(another tokenizer of the same size)")
     return None
+
+
+def check_trained_tokenizer(tok, folder: str | os.PathLike, what: str = "the tokenizer") -> None:
+    """``tok`` must give the ids of the tokenizer.json saved beside the model in ``folder`` (nothing to check without
+    one): another size, or one of the same size that maps tokens to other ids, is one ``CheckpointError``."""
+    beside = Path(folder).expanduser() / "tokenizer.json"
+    if not beside.is_file():
+        return
+    why = vocabulary_difference(tok, read_tokenizer_file(beside))
+    if why is not None:  # another tokenizer of the same size would give other ids: gibberish, silently
+        raise CheckpointError(f"{what} has {why} ({beside}); give the tokenizer the model was trained with (by "
+                              "default the tokenizer.json beside it)")
 
 
 def save_tokenizer(tok, folder: str | os.PathLike) -> None:
@@ -148,7 +169,6 @@ class TokenizerSpec(Spec):
         """The tokenizer; kind=bpe trains on ``texts`` (or loads the cached one for the same texts)."""
         if self.kind == "bytes":
             return ByteTokenizer()
-        from tokenizers import Tokenizer
 
         if self.kind == "file":
             return read_tokenizer_file(self.path)
@@ -160,7 +180,7 @@ class TokenizerSpec(Spec):
             digest.update(b"\x00")
         path = Path(os.path.expanduser(self.cache_dir)) / f"bpe-{self.vocab_size}-{digest.hexdigest()[:16]}.json"
         if path.is_file():
-            return HFTokenizer(Tokenizer.from_file(str(path)))
+            return read_tokenizer_file(path)
         tok = train_bpe(texts, self.vocab_size)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")  # parallel trials may train the same one
