@@ -253,3 +253,14 @@ def test_a_file_that_is_no_tokenizer_and_a_stray_vocab_are_one_line(tmp_path, ca
         assert out == "" and err.startswith("error: ") and words in err and err.count("\n") == 1, err
     with pytest.raises(SpecError, match=r"path: .*notes\.md.* is not a tokenizer\.json"):
         TokenizerSpec.create(kind="file", path=str(notes))
+
+
+def test_a_checkpoint_without_its_shared_memory_is_one_warning_line_and_still_runs(tmp_path, capsys):
+    """A batch-shared memory reset once, saved by save_pretrained alone (no shared_memory.pt): the CLI says so in
+    one ``warning:`` line and generates from an empty memory."""
+    saved(tmp_path / "once", memory=dict(segment_len=8, num_memories=2, memory_scope="batch_shared",
+                                         shared_reset="once"))
+    lines(capsys)
+    assert run(generate_cli.main, [str(tmp_path / "once"), "--prompt", "the river", "--max-new-tokens", "3"]) == 0
+    out, err = lines(capsys)
+    assert err.startswith("warning: ") and "shared_memory.pt' is missing" in err and err.count("\n") == 1, err

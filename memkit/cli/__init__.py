@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Callable
 
 from memkit.data.corpus import DataError
@@ -29,13 +30,24 @@ class Parser(argparse.ArgumentParser):
 
 
 def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> int:
-    """Run a CLI's ``main``: 0, or 2 with ``error: ...`` on stderr for a user's mistake (no traceback)."""
+    """Run a CLI's ``main``: 0, or 2 with ``error: ...`` on stderr for a user's mistake (no traceback); memkit's own
+    warnings (a checkpoint saved without its shared memory) are one ``warning: ...`` line each."""
     try:
-        main(argv)
+        with warnings.catch_warnings():  # restores showwarning on the way out
+            warnings.showwarning = _one_line
+            main(argv)
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning from memkit as one line; any other library's as Python shows it."""
+    if "memkit" in filename:
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def quiet_transformers() -> None:
